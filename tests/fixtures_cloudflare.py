@@ -1,0 +1,1 @@
+"""Fixtures for the Cloudflare v4 DNS emulator. Filled by the emulators work."""
