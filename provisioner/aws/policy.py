@@ -1,0 +1,102 @@
+"""IAM policies: the instance role's (what the agent may do) and the operator's least-privilege
+policy (docs/iam-policy.json), generated from the executors' declared permissions.
+
+    python -m provisioner.aws.policy > docs/iam-policy.json
+"""
+from __future__ import annotations
+
+import json
+import urllib.parse
+from typing import Any
+
+from ..config import Config
+
+# Every AWS call the instance agent makes (userdata/). The instance policy must cover each.
+AGENT_CALLS = (
+    "ec2:DescribeAddresses", "ec2:DescribeInstances", "ec2:DescribeTags",
+    "autoscaling:DescribeAutoScalingGroups", "autoscaling:DescribeAutoScalingInstances",
+    "ec2:AssociateAddress", "ec2:DisassociateAddress",
+    "secretsmanager:GetSecretValue",
+    "autoscaling:SetInstanceHealth", "autoscaling:CompleteLifecycleAction",
+    "autoscaling:RecordLifecycleActionHeartbeat",
+    "ec2:CreateTags",
+)
+
+TRUST = {
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}],
+}
+
+
+def canonical(doc: Any) -> str:
+    """A policy document as canonical JSON (IAM returns it URL-encoded, or already parsed)."""
+    if isinstance(doc, str):
+        text = doc
+        if text.lstrip().startswith("%7B") or "%22" in text:
+            text = urllib.parse.unquote(text)
+        doc = json.loads(text)
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"))
+
+
+def agent_policy(config: Config) -> dict:
+    """Least privilege for the instance agent, scoped by tag where IAM allows it."""
+    P = f"{config.slug}-{config.stack}"
+    own = {"aws:ResourceTag/provision:slug": config.slug, "aws:ResourceTag/provision:stack": config.stack}
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Sid": "Describe", "Effect": "Allow", "Resource": "*", "Action": [
+                "autoscaling:DescribeAutoScalingGroups", "autoscaling:DescribeAutoScalingInstances",
+                "ec2:DescribeAddresses", "ec2:DescribeInstances", "ec2:DescribeTags"]},
+            {"Sid": "MoveOwnAddresses", "Effect": "Allow",
+             "Action": ["ec2:AssociateAddress", "ec2:DisassociateAddress"],
+             "Resource": "arn:aws:ec2:*:*:elastic-ip/*", "Condition": {"StringEquals": own}},
+            {"Sid": "AddressTargets", "Effect": "Allow", "Action": ["ec2:AssociateAddress", "ec2:DisassociateAddress"],
+             "Resource": ["arn:aws:ec2:*:*:instance/*", "arn:aws:ec2:*:*:network-interface/*"]},
+            {"Sid": "ReadOwnSecrets", "Effect": "Allow", "Action": "secretsmanager:GetSecretValue",
+             "Resource": f"arn:aws:secretsmanager:*:*:secret:{config.slug}/{config.stack}/*"},
+            {"Sid": "OwnGroups", "Effect": "Allow",
+             "Action": ["autoscaling:SetInstanceHealth", "autoscaling:CompleteLifecycleAction",
+                        "autoscaling:RecordLifecycleActionHeartbeat"],
+             "Resource": f"arn:aws:autoscaling:*:*:autoScalingGroup:*:autoScalingGroupName/{P}-*",
+             "Condition": {"StringEquals": own}},
+            {"Sid": "TagSelf", "Effect": "Allow", "Action": "ec2:CreateTags",
+             "Resource": "arn:aws:ec2:*:*:instance/*",
+             "Condition": {"StringEquals": {"aws:ARN": "${ec2:SourceInstanceARN}"},
+                           "ForAllValues:StringEquals": {"aws:TagKeys": ["provision:phase"]}}},
+        ],
+    }
+
+
+def policy_actions(doc: dict) -> set[str]:
+    out: set[str] = set()
+    for st in doc["Statement"]:
+        acts = st["Action"]
+        out.update([acts] if isinstance(acts, str) else acts)
+    return out
+
+
+def operator_policy() -> dict:
+    """The operator's policy: exactly the union of every declared permission."""
+    from . import executors
+    from .. import lock
+    actions: set[str] = set(executors.DISCOVERY_PERMISSIONS) | set(lock.PERMISSIONS)
+    for ex in executors.EXECUTORS.values():
+        for perms in ex.permissions.values():
+            actions.update(perms)
+    by_service: dict[str, list[str]] = {}
+    for a in sorted(actions):
+        by_service.setdefault(a.split(":")[0], []).append(a)
+    return {
+        "Version": "2012-10-17",
+        "Statement": [{"Sid": svc.replace("-", "").capitalize(), "Effect": "Allow", "Action": acts, "Resource": "*"}
+                      for svc, acts in sorted(by_service.items())],
+    }
+
+
+def render_operator_policy() -> str:
+    return json.dumps(operator_policy(), indent=2) + "\n"
+
+
+if __name__ == "__main__":  # pragma: no cover
+    print(render_operator_policy(), end="")
