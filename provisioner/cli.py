@@ -272,7 +272,8 @@ def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     try:
-        cli.main(args=argv, prog_name="provision", standalone_mode=False)
+        result = cli.main(args=argv, prog_name="provision", standalone_mode=False)
+        sys.exit(result if isinstance(result, int) else 0)
     except SystemExit as exc:  # our commands exit with their code
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
         sys.exit(code)

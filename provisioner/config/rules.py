@@ -40,11 +40,30 @@ def known_regions() -> frozenset[str]:
 def _region_problem(region: str) -> str | None:
     if region in known_regions():
         return None
-    import difflib
-
-    close = difflib.get_close_matches(region, sorted(known_regions()), n=1, cutoff=0.7)
-    hint = f"did you mean {close[0]!r}?" if close else "use an AWS region code like us-east-1"
+    close = nearest(region, known_regions(), max_distance=2)
+    hint = f"did you mean {close!r}?" if close else "use an AWS region code like us-east-1"
     return f"{region!r} is not an AWS region; {hint}"
+
+
+def edit_distance(a: str, b: str) -> int:
+    """Damerau-Levenshtein distance (optimal string alignment): a swap of two letters counts once."""
+    d = [[0] * (len(b) + 1) for _ in range(len(a) + 1)]
+    for i in range(len(a) + 1):
+        d[i][0] = i
+    for j in range(len(b) + 1):
+        d[0][j] = j
+    for i in range(1, len(a) + 1):
+        for j in range(1, len(b) + 1):
+            cost = 0 if a[i - 1] == b[j - 1] else 1
+            d[i][j] = min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost)
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                d[i][j] = min(d[i][j], d[i - 2][j - 2] + 1)
+    return d[len(a)][len(b)]
+
+
+def nearest(word: str, options, max_distance: int) -> str | None:
+    best = min(sorted(options), key=lambda o: edit_distance(word, o), default=None)
+    return best if best is not None and edit_distance(word, best) <= max_distance else None
 
 
 def _az_problem(az: str, region: str) -> str | None:

@@ -151,7 +151,9 @@ def _message(err: jsonschema.ValidationError) -> Iterator[tuple[tuple, str]]:
         yield path, f"{_describe(err.instance)} is not valid; expected {shape}"
     elif v == "oneOf":
         # Prefer the one branch whose type fits: its error is the useful one.
-        fitting = [e for e in err.context if e.validator != "type"]
+        # Recurse only into errors about nested values (a bad list item); about the value itself, say
+        # every shape it may take.
+        fitting = [e for e in err.context if e.validator != "type" and len(e.absolute_path) > len(path)]
         if fitting and len({tuple(e.relative_schema_path)[:1] for e in fitting}) == 1:
             for sub in fitting:
                 yield from _message(sub)
@@ -162,11 +164,30 @@ def _message(err: jsonschema.ValidationError) -> Iterator[tuple[tuple, str]]:
         yield path, err.message
 
 
+def _misspelled_stack(data: Any) -> list[str]:
+    """Top-level keys that look like a misspelt `stack:` (a valid cluster name, but no cluster inside)."""
+    if not isinstance(data, dict):
+        return []
+    out = []
+    for key, value in data.items():
+        if key == "stack" or not isinstance(value, dict) or "region" in value or "model_config" in value:
+            continue
+        if difflib.SequenceMatcher(None, key, "stack").ratio() >= 0.75:
+            out.append(key)
+    return out
+
+
 def schema_problems(data: Any) -> list[tuple[tuple, str]]:
     out: list[tuple[tuple, str]] = []
     seen: set[tuple[tuple, str]] = set()
+    stackish = _misspelled_stack(data)
+    for key in stackish:
+        out.append(((key,), f"unknown key {key!r}; did you mean 'stack'? (a cluster needs region, type, hosts "
+                            f"and model_config)"))
     errors = sorted(_validator().iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path])
     for err in errors:
+        if err.absolute_path and err.absolute_path[0] in stackish:
+            continue
         for item in _message(err):
             if item not in seen:
                 seen.add(item)
