@@ -396,7 +396,7 @@ def ensure_model(spec: ModelSpec, model_dir: Path, log: Callable[[str], None] = 
 
 def _fetch_one(spec: ModelSpec, model_dir: Path, commit: str, rpath: str, meta: tuple,
                part: Path, mark: Path, log: Callable[[str], None]) -> None:
-    from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url
+    from huggingface_hub import constants, get_hf_file_metadata, hf_hub_download, hf_hub_url
     from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError
     from huggingface_hub.file_download import http_get
     from huggingface_hub.utils import build_hf_headers
@@ -436,6 +436,9 @@ def _fetch_one(spec: ModelSpec, model_dir: Path, commit: str, rpath: str, meta: 
             if not _same_origin(location, _endpoint()):
                 # Signed CDN URL: the token stays on the Hub.
                 headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
+            # http_get writes in chunks of DOWNLOAD_CHUNK_SIZE (10 MiB): 1 MiB loses less to a
+            # kill and makes the progress lines smoother, at no measurable cost.
+            constants.DOWNLOAD_CHUNK_SIZE = min(constants.DOWNLOAD_CHUNK_SIZE, 1 << 20)
             with open(part, "ab") as f:
                 http_get(location, f, resume_size=resume, headers=headers, expected_size=size,
                          displayed_filename=rpath)

@@ -36,6 +36,7 @@ def _vocab() -> tuple[list[str], list[float], list[int]]:
         "\u2581the", "\u2581a", "\u2581hello", "\u2581world", "\u2581is", "\u2581of", "\u2581and",
         "er", "in", "on", "at", "es", "ed", "ing", ".", ",", "!", "?",
     ] + [f"\u2581{c}" for c in "abcdefghijklmnopqrstuvwxyz"]
+    pieces = list(dict.fromkeys(pieces))  # llama.cpp asserts that every token is unique
     for i, p in enumerate(pieces):
         tokens.append(p)
         scores.append(-float(i + 1))
