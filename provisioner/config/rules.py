@@ -5,6 +5,7 @@ import fnmatch
 import ipaddress
 import re
 from functools import lru_cache
+from pathlib import Path
 from typing import Iterator
 
 HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+$")
@@ -27,13 +28,27 @@ MANAGED_FLAGS = {
 
 @lru_cache(maxsize=1)
 def known_regions() -> frozenset[str]:
-    """Regions botocore knows in every partition (read from its bundled data, no network)."""
-    import botocore.session
+    """Regions of every AWS partition, from botocore's bundled endpoints data (no network).
 
-    session = botocore.session.get_session()
+    Read as JSON rather than through a botocore session: importing botocore.session costs more than
+    the whole rest of `validate`.
+    """
+    import importlib.util
+    import json
+
+    spec = importlib.util.find_spec("botocore")
+    data_dir = Path(spec.origin).parent / "data"
     regions: set[str] = set()
-    for partition in session.get_available_partitions():
-        regions.update(session.get_available_regions("ec2", partition_name=partition))
+    try:
+        endpoints = json.loads((data_dir / "endpoints.json").read_text())
+        for partition in endpoints.get("partitions", []):
+            regions.update(partition.get("regions", {}))
+    except (OSError, ValueError):  # pragma: no cover - a botocore without its data: ask it properly
+        import botocore.session
+
+        session = botocore.session.get_session()
+        for partition in session.get_available_partitions():
+            regions.update(session.get_available_regions("ec2", partition_name=partition))
     return frozenset(regions)
 
 
