@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 N_EMBD = 64
-N_HEAD = 4
+N_HEAD = 2  # head size 32: quantized KV caches (q8_0, q4_0) need a multiple of 32
 N_LAYER = 2
 N_FF = 128
 N_CTX_TRAIN = 2048
