@@ -1,0 +1,325 @@
+"""The instance agent (userdata/agent.py) against moto (EC2, Secrets Manager, Auto Scaling, via the
+`aws` fixture's server and its fault layer, which answers and records the lifecycle calls moto lacks)
+and our IMDSv2 emulator, with several agents as threads, each with its own IMDS view.
+
+"llama-server answers a chat completion" is played by tests/imds_emulator.LlamaStub, a tiny local
+HTTP stand-in for the OpenAI endpoint, used ONLY in these agent tests and the agent bench: the real
+llama-server is tested by the container's tests. DrainFront likewise stands in for Traefik's switch.
+"""
+from __future__ import annotations
+
+import os
+import stat
+import time
+
+import pytest
+
+from tests.test_agent_world import API_KEY, ASG, HF_TOKEN, World, wait_for
+
+pytestmark = pytest.mark.timeout(180)
+
+HOSTS8 = [f"llm-{i}.example.com" for i in range(8)]
+
+
+@pytest.fixture
+def world_factory(aws, tmp_path):
+    worlds = []
+
+    def make(instances, hosts, **kw):
+        w = World(tmp_path, instances, hosts, **kw)
+        worlds.append(w)
+        return w
+
+    yield make
+    for w in worlds:
+        w.close()
+
+
+def lifecycle(aws, action, hook=None, result=None):
+    """Instance ids of the recorded lifecycle calls of one kind."""
+    out = []
+    for c in aws.calls:
+        if c.service == "autoscaling" and c.action == action and c.status == 200:
+            p = c.params
+            if (hook is None or p.get("LifecycleHookName") == hook) and (
+                    result is None or p.get("LifecycleActionResult") == result):
+                out.append(p.get("InstanceId"))
+    return out
+
+
+def serving(w, iid):
+    n = w.nodes[iid]
+    return n.agent is not None and n.agent.ready_once and n.agent.address is not None
+
+
+def test_eight_agents_booting_at_once_end_with_eight_distinct_addresses(aws, world_factory):
+    w = world_factory(8, HOSTS8)
+    ids = w.group_instances()
+    assert len(ids) == 8
+    for iid in ids:
+        w.nodes[iid].stub.state = "ok"
+    t0 = time.monotonic()
+    for iid in ids:
+        w.start(w.nodes[iid])
+    wait_for(lambda: all(serving(w, i) for i in ids), 60, what="8 agents serving")
+    elapsed = time.monotonic() - t0
+    holders = w.holders()
+    assert sorted(h for h in holders.values() if h) == sorted(ids), holders
+    assert len(set(holders.values())) == 8
+    for iid in ids:
+        host = open(w.nodes[iid].path("host")).read().strip()
+        assert holders[host] == iid  # its hostname is its address's provision:host tag
+        assert w.tags(iid)["provision:phase"] == "ready"
+    # InService = ready: each completed its launch action once it served.
+    assert sorted(lifecycle(aws, "CompleteLifecycleAction", "provision-launch", "CONTINUE")) == sorted(ids)
+    assoc = [c for c in aws.calls if c.action == "AssociateAddress"]
+    assert all(c.params.get("AllowReassociation") == "false" for c in assoc)
+    print(f"race: 8 agents, {len(set(holders.values()))} distinct addresses, {elapsed:.2f}s, "
+          f"{len(assoc)} AssociateAddress calls")
+
+
+def test_agents_never_take_a_ready_current_instances_address(aws, world_factory):
+    w = world_factory(5, HOSTS8[:3])
+    ids = w.group_instances()
+    for iid in ids:
+        w.nodes[iid].stub.state = "ok"
+        w.start(w.nodes[iid])
+    wait_for(lambda: sum(serving(w, i) for i in ids) == 3, 60, what="3 agents serving")
+    first = w.holders()
+    time.sleep(2.0)  # the two spare agents keep polling: nobody may ask or steal
+    assert w.holders() == first
+    idle = [i for i in ids if i not in first.values()]
+    assert len(idle) == 2
+    for iid in ids:
+        assert "provision:handover-to" not in w.tags(iid)
+        assert not os.path.exists(w.nodes[iid].path("drain"))
+    for iid in idle:
+        assert w.tags(iid)["provision:phase"] == "ready"
+        assert iid not in lifecycle(aws, "CompleteLifecycleAction", "provision-launch")
+    # A holder refuses a request even if one arrives (say, from a confused replacement).
+    holder = first[HOSTS8[0]]
+    w.ec2.create_tags(Resources=[holder], Tags=[{"Key": "provision:handover-to", "Value": idle[0]}])
+    wait_for(lambda: "provision:handover-to" not in w.tags(holder), 10, what="request refused")
+    assert w.holders() == first
+
+
+def _handover(aws, w, notice):
+    (host,) = w.alloc
+    ids = w.group_instances()
+    old = w.nodes[ids[0]]
+    old.stub.state = "ok"
+    w.start(old)
+    wait_for(lambda: serving(w, old.instance_id), 30, what="first holder serving")
+    new = w.launch()
+    new.stub.state = "ok"
+    w.start(new)
+    wait_for(lambda: w.tags(new.instance_id).get("provision:phase") == "ready", 30, what="replacement ready")
+    time.sleep(0.5)
+    assert w.holders()[host] == old.instance_id  # a healthy, current holder keeps it
+    notice(old)
+    wait_for(lambda: w.holders()[host] == new.instance_id, 30, what="address moved")
+    wait_for(lambda: serving(w, new.instance_id), 10, what="replacement serving")
+    assert open(new.path("host")).read().strip() == host
+    assert os.path.exists(old.path("drain"))  # the old one answers 503 to anything new
+    assert w.tags(old.instance_id)["provision:phase"] == "draining"
+    assert "provision:handover-to" not in w.tags(old.instance_id)
+    assert new.instance_id in lifecycle(aws, "CompleteLifecycleAction", "provision-launch", "CONTINUE")
+    moves = [c for c in aws.calls if c.action == "AssociateAddress" and c.params.get("InstanceId") == new.instance_id]
+    assert moves and moves[-1].params.get("AllowReassociation") == "true"
+    return old, new
+
+
+def test_replacement_takes_over_from_an_interrupted_instance(aws, world_factory):
+    w = world_factory(1, HOSTS8[:1])
+    old, new = _handover(aws, w, lambda n: n.view.spot_notice(120))
+    assert w.tags(old.instance_id)["provision:at-risk"] == "interruption"
+
+
+def test_replacement_takes_over_from_one_with_a_rebalance_recommendation(aws, world_factory):
+    w = world_factory(1, HOSTS8[:1])
+    (host,) = w.alloc
+    old = w.nodes[w.group_instances()[0]]
+    old.stub.state = "ok"
+    w.start(old)
+    wait_for(lambda: serving(w, old.instance_id), 30, what="holder serving")
+    old.view.rebalance_recommendation()
+    wait_for(lambda: w.tags(old.instance_id).get("provision:at-risk") == "rebalance", 10, what="at-risk tag")
+    time.sleep(0.5)
+    # A recommendation alone keeps it serving ...
+    assert w.holders()[host] == old.instance_id
+    assert not os.path.exists(old.path("drain"))
+    assert w.tags(old.instance_id)["provision:phase"] == "ready"
+    # ... until a ready replacement asks.
+    new = w.launch()
+    new.stub.state = "loading"
+    w.start(new)
+    time.sleep(0.5)
+    assert w.holders()[host] == old.instance_id  # not ready: no request yet
+    assert "provision:handover-to" not in w.tags(old.instance_id)
+    new.stub.state = "ok"
+    wait_for(lambda: w.holders()[host] == new.instance_id, 30, what="address moved")
+    wait_for(lambda: serving(w, new.instance_id), 10, what="replacement serving")
+    assert os.path.exists(old.path("drain"))
+    assert new.instance_id in lifecycle(aws, "CompleteLifecycleAction", "provision-launch", "CONTINUE")
+
+
+def test_replacement_takes_over_from_an_older_launch_template_version(aws, world_factory):
+    w = world_factory(1, HOSTS8[:1])
+    (host,) = w.alloc
+    old = w.nodes[w.group_instances()[0]]
+    old.stub.state = "ok"
+    w.start(old)
+    wait_for(lambda: serving(w, old.instance_id), 30, what="holder serving")
+    w.ec2.create_launch_template_version(LaunchTemplateId=w.lt_id, LaunchTemplateData={
+        "ImageId": "ami-12c6146b", "InstanceType": "g5.2xlarge"})
+    w.asg.update_auto_scaling_group(AutoScalingGroupName=ASG, LaunchTemplate={
+        "LaunchTemplateId": w.lt_id, "Version": "2"})
+    new = w.launch(version="2")
+    new.stub.state = "ok"
+    w.start(new)
+    wait_for(lambda: w.holders()[host] == new.instance_id, 30, what="address moved to the new version")
+    assert os.path.exists(old.path("drain"))
+
+
+def test_termination_without_replacement_disassociates_and_completes(aws, world_factory):
+    w = world_factory(1, HOSTS8[:1])
+    (host,) = w.alloc
+    old = w.nodes[w.group_instances()[0]]
+    old.stub.state = "ok"
+    w.start(old)
+    wait_for(lambda: serving(w, old.instance_id), 30, what="holder serving")
+    old.view.terminate()  # the terminate lifecycle hook: target-lifecycle-state Terminated
+    wait_for(lambda: os.path.exists(old.path("drain")), 10, what="drain")
+    wait_for(lambda: w.holders()[host] is None, 20, what="disassociated")
+    wait_for(lambda: old.instance_id in lifecycle(aws, "CompleteLifecycleAction", "provision-terminate", "CONTINUE"),
+             10, what="terminate action completed")
+    # Disassociated, never released: the address is still allocated and tagged.
+    assert w.ec2.describe_addresses(AllocationIds=[w.alloc[host]])["Addresses"]
+    assert not [c for c in aws.calls if c.action == "ReleaseAddress"]
+
+
+def test_secret_files_are_0400_and_never_in_the_environment(aws, world_factory):
+    w = world_factory(1, HOSTS8[:1])
+    n = w.nodes[w.group_instances()[0]]
+    n.stub.state = "ok"
+    w.start(n)
+    wait_for(lambda: serving(w, n.instance_id), 30, what="serving")
+    wait_for(lambda: os.path.exists(n.path("tls", "key.pem")), 10, what="certificate written")
+    for rel, value in ((("secrets", "api-key"), API_KEY), (("secrets", "hf-token"), HF_TOKEN),
+                       (("tls", "key.pem"), w.certs["wildcard"]["private_key"])):
+        p = n.path(*rel)
+        st = os.stat(p)
+        assert stat.S_IMODE(st.st_mode) == 0o400, (p, oct(st.st_mode))
+        if os.geteuid() == 0:
+            assert (st.st_uid, st.st_gid) == (10001, 10001)
+        assert open(p).read() == value
+    assert API_KEY not in "".join(os.environ.values())
+    for root, _, files in os.walk(n.dir):  # only the secret files hold secret values
+        for f in files:
+            p = os.path.join(root, f)
+            if p in (n.path("secrets", "api-key"), n.path("secrets", "hf-token"), n.path("tls", "key.pem")):
+                continue
+            text = open(p).read()
+            assert API_KEY not in text and HF_TOKEN not in text and "PRIVATE KEY" not in text, p
+
+
+def test_renewed_certificate_reaches_the_file(aws, world_factory):
+    w = world_factory(1, ["chat.example.com"], cert_poll_interval=0.5)
+    n = w.nodes[w.group_instances()[0]]
+    n.stub.state = "ok"
+    w.start(n)
+    wait_for(lambda: serving(w, n.instance_id), 30, what="serving")
+    wait_for(lambda: os.path.exists(n.path("tls", "cert.pem")), 10, what="certificate written")
+    assert open(n.path("tls", "cert.pem")).read() == w.certs["wildcard"]["certificate"]
+    traefik = open(n.path("dynamic", "tls.yml")).read()
+    assert n.path("tls", "cert.pem") in traefik and n.path("tls", "key.pem") in traefik
+    # A certificate naming the host exactly and expiring later wins over the wildcard.
+    renewed = w.put_cert("chat", ["chat.example.com"], days=180)
+    wait_for(lambda: open(n.path("tls", "cert.pem")).read() == renewed["certificate"], 10,
+             what="new certificate in the file")
+    assert open(n.path("tls", "key.pem")).read() == renewed["private_key"]
+    # Renewal of that secret (a new version) reaches the file too.
+    again = w.put_cert("chat", ["chat.example.com"], days=200)
+    wait_for(lambda: open(n.path("tls", "cert.pem")).read() == again["certificate"], 10,
+             what="renewed certificate in the file")
+
+
+def test_no_certificate_yet_still_serves(aws, world_factory):
+    w = world_factory(1, ["solo.other.org"])  # the only cert covers *.other.org ... remove it
+    w.sm.delete_secret(SecretId=f"demo/dev/tls/wildcard", ForceDeleteWithoutRecovery=True)
+    n = w.nodes[w.group_instances()[0]]
+    n.stub.state = "ok"
+    w.start(n)
+    wait_for(lambda: serving(w, n.instance_id), 30, what="serving without a certificate")
+    assert not os.path.exists(n.path("tls", "cert.pem"))  # Traefik keeps its default certificate
+
+
+def test_phases_heartbeats_while_downloading_then_ready(aws, world_factory):
+    w = world_factory(1, HOSTS8[:1])
+    n = w.nodes[w.group_instances()[0]]
+    w.start(n)  # stub "down": nothing listens, as while the model downloads
+    wait_for(lambda: w.tags(n.instance_id).get("provision:phase") == "downloading", 10, what="downloading")
+    wait_for(lambda: len(lifecycle(aws, "RecordLifecycleActionHeartbeat", "provision-launch")) >= 2, 10,
+             what="heartbeats")
+    n.stub.state = "loading"
+    wait_for(lambda: w.tags(n.instance_id).get("provision:phase") == "loading", 10, what="loading")
+    assert w.holders()[HOSTS8[0]] is None  # no address before it answers a chat completion
+    assert not lifecycle(aws, "CompleteLifecycleAction")
+    n.stub.state = "ok"
+    wait_for(lambda: serving(w, n.instance_id), 10, what="serving")
+    phases = [what for _, what in n.agent.events if what.startswith("phase ")]
+    assert phases == ["phase booting", "phase downloading", "phase loading", "phase ready"]
+    assert n.stub.completions >= 1  # readiness came from a chat completion, not /health alone
+
+
+def test_launch_timeout_abandons(aws, world_factory):
+    w = world_factory(1, HOSTS8[:1], launch_timeout=1.0)
+    n = w.nodes[w.group_instances()[0]]
+    w.start(n)
+    wait_for(lambda: n.instance_id in lifecycle(aws, "CompleteLifecycleAction", "provision-launch", "ABANDON"),
+             10, what="ABANDON")
+
+
+def test_unhealthy_after_ready_marks_the_instance(aws, world_factory):
+    w = world_factory(1, HOSTS8[:1])
+    n = w.nodes[w.group_instances()[0]]
+    n.stub.state = "ok"
+    w.start(n)
+    wait_for(lambda: serving(w, n.instance_id), 30, what="serving")
+    n.stub.state = "loading"  # llama-server stops answering
+    def health():
+        r = w.asg.describe_auto_scaling_instances(InstanceIds=[n.instance_id])
+        return r["AutoScalingInstances"][0]["HealthStatus"].upper() == "UNHEALTHY"
+    wait_for(health, 15, what="SetInstanceHealth Unhealthy")
+    calls = [c for c in aws.calls if c.action == "SetInstanceHealth"]
+    assert calls[-1].params.get("ShouldRespectGracePeriod") == "false"
+    wait_for(lambda: w.tags(n.instance_id).get("provision:at-risk") == "unhealthy", 5, what="at-risk tag")
+
+
+def test_reboot_rebuilds_state_from_tags_and_imds(aws, world_factory):
+    w = world_factory(2, HOSTS8[:1])
+    ids = w.group_instances()
+    a, b = w.nodes[ids[0]], w.nodes[ids[1]]
+    for n in (a, b):
+        n.stub.state = "ok"
+        w.start(n)
+    wait_for(lambda: w.holders()[HOSTS8[0]] in ids, 30, what="one holder")
+    holder = w.nodes[w.holders()[HOSTS8[0]]]
+    wait_for(lambda: serving(w, holder.instance_id), 10, what="holder serving")
+    w.stop_agent(holder)
+    # A reboot: /run is a tmpfs (secrets, host, drain file gone), llama-server restarts.
+    for sub in ("secrets", "tls"):
+        for f in os.listdir(holder.path(sub)):
+            os.unlink(holder.path(sub, f))
+    os.unlink(holder.path("host"))
+    holder.stub.state = "down"
+    aws.clear_calls()
+    w.start(holder)
+    wait_for(lambda: os.path.exists(holder.path("secrets", "api-key")), 10, what="secrets again")
+    time.sleep(0.5)
+    assert w.holders()[HOSTS8[0]] == holder.instance_id  # the spare did not take it meanwhile
+    holder.stub.state = "ok"
+    wait_for(lambda: serving(w, holder.instance_id), 20, what="serving again")
+    assert open(holder.path("host")).read().strip() == HOSTS8[0]
+    assert not [c for c in aws.calls if c.action == "AssociateAddress"]  # it kept its own address
+    assert w.tags(holder.instance_id)["provision:phase"] == "ready"
