@@ -195,6 +195,58 @@ def _sha256_file(p: Path) -> str:
     return h.hexdigest()
 
 
+class _HashingWriter:
+    """The file object handed to http_get: writes go to the partial file and, through a queue, to
+    a sha256 computed in another thread (hashlib releases the GIL), so the check costs no second
+    pass over the file. The bytes already in a resumed partial file are hashed first. If http_get
+    rewinds (a server that ignored Range), the in-stream hash is dropped and the file is re-read."""
+
+    def __init__(self, f, prefix: Path | None, prefix_len: int):
+        import queue
+
+        self.f, self.valid = f, True
+        self._h = hashlib.sha256()
+        self._q: "queue.Queue[bytes | None]" = queue.Queue(maxsize=64)
+        self._prefix, self._prefix_len = prefix, prefix_len
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+
+    def _run(self) -> None:
+        if self._prefix is not None and self._prefix_len:
+            with open(self._prefix, "rb") as pf:
+                left = self._prefix_len
+                while left > 0 and (chunk := pf.read(min(8 << 20, left))):
+                    self._h.update(chunk)
+                    left -= len(chunk)
+        while (chunk := self._q.get()) is not None:
+            self._h.update(chunk)
+
+    def write(self, b: bytes) -> int:
+        n = self.f.write(b)
+        if self.valid:
+            self._q.put(bytes(b))
+        return n
+
+    def tell(self) -> int:
+        return self.f.tell()
+
+    def seek(self, *a):
+        self.valid = False
+        return self.f.seek(*a)
+
+    def truncate(self, *a):
+        self.valid = False
+        return self.f.truncate(*a)
+
+    def flush(self) -> None:
+        self.f.flush()
+
+    def digest(self) -> str | None:
+        self._q.put(None)
+        self._t.join()
+        return self._h.hexdigest() if self.valid else None
+
+
 def _endpoint() -> str:
     return (os.environ.get("HF_ENDPOINT") or HF_HOME_URL).rstrip("/")
 
@@ -403,6 +455,7 @@ def _fetch_one(spec: ModelSpec, model_dir: Path, commit: str, rpath: str, meta: 
 
     size, sha, xet_hash = meta
     final = model_dir / rpath
+    streamed_sha = None
     if final.is_file() and final.stat().st_size == size:
         # Present but not yet verified by us (e.g. written by the Xet path just before a restart).
         got = _sha256_file(final) if sha else None
@@ -440,8 +493,12 @@ def _fetch_one(spec: ModelSpec, model_dir: Path, commit: str, rpath: str, meta: 
             # kill and makes the progress lines smoother, at no measurable cost.
             constants.DOWNLOAD_CHUNK_SIZE = min(constants.DOWNLOAD_CHUNK_SIZE, 1 << 20)
             with open(part, "ab") as f:
-                http_get(location, f, resume_size=resume, headers=headers, expected_size=size,
-                         displayed_filename=rpath)
+                writer = _HashingWriter(f, part if resume else None, resume)
+                try:
+                    http_get(location, writer, resume_size=resume, headers=headers, expected_size=size,
+                             displayed_filename=rpath)
+                finally:
+                    streamed_sha = writer.digest()
             final.parent.mkdir(parents=True, exist_ok=True)
     except (RepositoryNotFoundError, GatedRepoError) as e:
         raise DownloadError(_hub_error_message(spec, e)) from None
@@ -462,7 +519,7 @@ def _fetch_one(spec: ModelSpec, model_dir: Path, commit: str, rpath: str, meta: 
         raise DownloadError(f"{rpath}: got {got_size} bytes, the Hub lists {size}; deleted it, the next "
                             "start downloads it again")
     if sha:
-        got = _sha256_file(src)
+        got = streamed_sha if (src is part and streamed_sha) else _sha256_file(src)
         if got != sha:
             src.unlink()
             raise DownloadError(f"{rpath}: sha256 {got} does not match the Hub's {sha}; deleted it, the "
