@@ -80,6 +80,9 @@ def render_user_data(config: Config, cluster: Cluster) -> str:
     lines = [
         "#cloud-config",
         f"# provision {config.slug}/{config.stack}/{cluster.name}: placeholder until the bootstrap lands",
+        f"# image: {config.settings.image or ''}",
+        f"# model: {json.dumps(cluster.model.container_env(), sort_keys=True)}",
+        f"# extra_args: {json.dumps(list(cluster.model.extra_args))}",
     ]
     if config.settings.ssh_keys:
         lines.append("ssh_authorized_keys:")

@@ -105,8 +105,10 @@ class GroupExecutor(Executor):
         asc = rc.clients.client("autoscaling", a.region)
         at = a.desired.attrs
         params: dict = {}
-        if set(changes) & {"types", "on_demand_base", "on_demand_above_base_pct", "spot_allocation_strategy",
-                           "launch_template", "launch_template_version"}:
+        policy_changed = set(changes) & {"types", "on_demand_base", "on_demand_above_base_pct",
+                                         "spot_allocation_strategy", "launch_template", "launch_template_version"}
+        if policy_changed or set(changes) - {"hooks"}:
+            # sent with every update: moto drops the policy of a group updated without one
             params["MixedInstancesPolicy"] = mixed_policy(rc, a)
         for attr, param in (("min_size", "MinSize"), ("max_size", "MaxSize"),
                             ("desired_capacity", "DesiredCapacity"), ("capacity_rebalance", "CapacityRebalance"),

@@ -87,10 +87,18 @@ def discover_region(clients: Clients, config: Config, region: str, *, with_insta
                                             "association_id": a.get("AssociationId"),
                                             "created": a.get("AllocationTime", "") and str(a.get("AllocationTime"))}))
 
-    for lt in paginate(ec2, "describe_launch_templates", "LaunchTemplates", Filters=filters):
-        t = tagdict(lt.get("Tags"))
-        if not owned(config, t):
-            continue
+    templates = [lt for lt in paginate(ec2, "describe_launch_templates", "LaunchTemplates", Filters=filters)
+                 if owned(config, tagdict(lt.get("Tags")))]
+    current: dict[str, dict[str, str]] = {}
+    if templates:
+        # the recorded provision:lt:* tags as they are now (one call for all templates; moto's
+        # DescribeLaunchTemplates keeps showing the tags given at creation)
+        for tg in paginate(ec2, "describe_tags", "Tags", Filters=[
+                {"Name": "resource-type", "Values": ["launch-template"]},
+                {"Name": "key", "Values": [f"{TAG_LT_PREFIX}*"]}]):
+            current.setdefault(tg["ResourceId"], {})[tg["Key"]] = tg.get("Value", "")
+    for lt in templates:
+        t = dict(tagdict(lt.get("Tags")), **current.get(lt["LaunchTemplateId"], {}))
         rec: dict[str, Any] = {}
         for k, v in t.items():
             if k.startswith(TAG_LT_PREFIX):

@@ -24,7 +24,7 @@ for _ex in (RoleExecutor(), SecretExecutor(), SecurityGroupExecutor(), LaunchTem
 # read-only calls of discovery and AMI resolution (plan needs only these)
 DISCOVERY_PERMISSIONS = (
     "ec2:DescribeVpcs", "ec2:DescribeSubnets", "ec2:DescribeSecurityGroups", "ec2:DescribeAddresses",
-    "ec2:DescribeLaunchTemplates", "ec2:DescribeImages", "ec2:DescribeInstances",
+    "ec2:DescribeLaunchTemplates", "ec2:DescribeTags", "ec2:DescribeImages", "ec2:DescribeInstances",
     "autoscaling:DescribeAutoScalingGroups",
     "secretsmanager:ListSecrets", "secretsmanager:BatchGetSecretValue", "secretsmanager:GetSecretValue",
     "iam:GetRole", "iam:GetRolePolicy", "iam:GetInstanceProfile",

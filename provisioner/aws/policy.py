@@ -11,16 +11,18 @@ from typing import Any
 
 from ..config import Config
 
-# Every AWS call the instance agent makes (userdata/). The instance policy must cover each.
+# Every AWS call the instance agent (userdata/agent.py) makes; tests/test_iam.py reads them from its
+# source and checks that the instance policy covers each.
 AGENT_CALLS = (
-    "ec2:DescribeAddresses", "ec2:DescribeInstances", "ec2:DescribeTags",
-    "autoscaling:DescribeAutoScalingGroups", "autoscaling:DescribeAutoScalingInstances",
+    "ec2:DescribeAddresses", "ec2:DescribeInstances", "ec2:DescribeTags", "ec2:DescribeLaunchTemplates",
+    "autoscaling:DescribeAutoScalingGroups",
     "ec2:AssociateAddress", "ec2:DisassociateAddress",
-    "secretsmanager:GetSecretValue",
+    "secretsmanager:GetSecretValue", "secretsmanager:ListSecrets",
     "autoscaling:SetInstanceHealth", "autoscaling:CompleteLifecycleAction",
     "autoscaling:RecordLifecycleActionHeartbeat",
-    "ec2:CreateTags",
+    "ec2:CreateTags", "ec2:DeleteTags",
 )
+AGENT_TAG_KEYS = ("provision:phase", "provision:at-risk", "provision:handover-to")
 
 TRUST = {
     "Version": "2012-10-17",
@@ -46,8 +48,8 @@ def agent_policy(config: Config) -> dict:
         "Version": "2012-10-17",
         "Statement": [
             {"Sid": "Describe", "Effect": "Allow", "Resource": "*", "Action": [
-                "autoscaling:DescribeAutoScalingGroups", "autoscaling:DescribeAutoScalingInstances",
-                "ec2:DescribeAddresses", "ec2:DescribeInstances", "ec2:DescribeTags"]},
+                "autoscaling:DescribeAutoScalingGroups", "ec2:DescribeAddresses", "ec2:DescribeInstances",
+                "ec2:DescribeTags", "ec2:DescribeLaunchTemplates", "secretsmanager:ListSecrets"]},
             {"Sid": "MoveOwnAddresses", "Effect": "Allow",
              "Action": ["ec2:AssociateAddress", "ec2:DisassociateAddress"],
              "Resource": "arn:aws:ec2:*:*:elastic-ip/*", "Condition": {"StringEquals": own}},
@@ -60,10 +62,10 @@ def agent_policy(config: Config) -> dict:
                         "autoscaling:RecordLifecycleActionHeartbeat"],
              "Resource": f"arn:aws:autoscaling:*:*:autoScalingGroup:*:autoScalingGroupName/{P}-*",
              "Condition": {"StringEquals": own}},
-            {"Sid": "TagSelf", "Effect": "Allow", "Action": "ec2:CreateTags",
+            {"Sid": "TagOwnInstances", "Effect": "Allow", "Action": ["ec2:CreateTags", "ec2:DeleteTags"],
              "Resource": "arn:aws:ec2:*:*:instance/*",
-             "Condition": {"StringEquals": {"aws:ARN": "${ec2:SourceInstanceARN}"},
-                           "ForAllValues:StringEquals": {"aws:TagKeys": ["provision:phase"]}}},
+             "Condition": {"StringEquals": own,
+                           "ForAllValues:StringEquals": {"aws:TagKeys": list(AGENT_TAG_KEYS)}}},
         ],
     }
 
