@@ -268,6 +268,7 @@ def _result_info(page: int, per_page: int, total: int, start: int) -> dict[str, 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "cloudflare-emulator"
+    disable_nagle_algorithm = True  # headers and body go out as two writes: no 40 ms delayed-ACK stall
     state: CloudflareState  # set on the subclass
 
     def log_message(self, format: str, *args: Any) -> None:  # no access log on stderr
