@@ -137,6 +137,8 @@ def discover_region(clients: Clients, config: Config, region: str, *, with_insta
         t = tagdict(s.get("Tags"))
         if not owned(config, t) or s.get("DeletedDate"):
             continue
+        if t.get("provision:kind"):  # certificates and the ACME account: the certificate provider's
+            continue
         inv.resources.append(Resource("secret", s["Name"], region, t.get(TAG_CLUSTER), id=s["ARN"], attrs={}))
     secrets = [r for r in inv.resources if r.kind == "secret"]
     if compare_secrets and secrets:
