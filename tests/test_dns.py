@@ -239,3 +239,16 @@ def test_zone_lookup_by_name(cloudflare_api):
     assert find_zone(client, "Example.com.") == cloudflare_api.zone_id
     with pytest.raises(ProvisionError, match="no zone named 'nope.org'"):
         find_zone(client, "nope.org")
+
+
+def test_no_domain_and_no_hosts_skips_dns(cloudflare_api, monkeypatch):
+    monkeypatch.delenv("CLOUDFLARE_API_TOKEN")  # not even needed
+    settings = types.SimpleNamespace(domain_name=None, cloudflare_zone_id=None)
+    eng = types.SimpleNamespace(config=types.SimpleNamespace(settings=settings, hosts=(), clusters=(), slug=SLUG,
+                                                             stack=STACK, path="dev.asg.yaml"))
+    prov = DnsProvider()
+    assert prov.live(eng, None) == [] and prov.desired(eng, None) == []
+    assert cloudflare_api.calls == []
+    eng.config.hosts = ("a.example.com",)
+    with pytest.raises(ProvisionError, match="domain-name is required"):
+        prov.live(eng, None)
