@@ -252,3 +252,15 @@ def test_no_domain_and_no_hosts_skips_dns(cloudflare_api, monkeypatch):
     eng.config.hosts = ("a.example.com",)
     with pytest.raises(ProvisionError, match="domain-name is required"):
         prov.live(eng, None)
+
+
+def test_host_records_for_status(cloudflare_api):
+    z = cloudflare_api.zone_id
+    cloudflare_api.add_record(z, name="a.example.com", type="A", content="192.0.2.1", comment="provision:c3/dev/c1")
+    cloudflare_api.add_record(z, name="zzz.example.com", type="A", content="192.0.2.2")
+    settings = types.SimpleNamespace(domain_name="example.com", cloudflare_zone_id=z)
+    cfg = types.SimpleNamespace(settings=settings, hosts=("a.example.com", "b.example.com"))
+    got = DnsProvider().host_records(cfg)
+    assert {h: [(r.content, r.comment) for r in rs] for h, rs in got.items()} == {
+        "a.example.com": [("192.0.2.1", "provision:c3/dev/c1")], "b.example.com": []}
+    assert len(cloudflare_api.calls) == 1

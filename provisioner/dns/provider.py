@@ -107,6 +107,20 @@ class DnsProvider:
                                       check_conflicts=False)
         return wanted
 
+    def host_records(self, config: Any) -> dict[str, list[LiveRecord]]:
+        """For `status`: every host of the config -> its A/AAAA/CNAME records (ours or not), from
+        one list of the zone. Empty when the stack has no DNS."""
+        if not self.enabled(config):
+            return {}
+        zid = self.zone(config)
+        if not self.records:
+            self.records = list_records(self.client, zid, self.policy, types=CONFLICT_TYPES)
+        out: dict[str, list[LiveRecord]] = {h.lower(): [] for h in config.hosts}
+        for r in self.records:
+            if r.name in out:
+                out[r.name].append(r)
+        return out
+
     def executor(self, kind: str) -> "DnsExecutor":
         return DnsExecutor(self)
 

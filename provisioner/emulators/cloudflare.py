@@ -572,6 +572,15 @@ class RemoteCloudflare:
     def throttle(self, n: int, retry_after: float = 1, path: str | None = None) -> None:
         self._req("POST", "faults", {"throttle": n, "retry_after": retry_after, "path": path})
 
+    def fail(self, n: int = 1) -> None:
+        self._req("POST", "faults", {"fail": n})
+
+    def lose_answer(self, n: int = 1) -> None:
+        self._req("POST", "faults", {"lose": n})
+
+    def clear_faults(self) -> None:
+        self._req("DELETE", "faults")
+
     def reset(self, keep_zones: list[str] | None = None) -> None:
         self._req("POST", "reset", {"keep_zones": keep_zones or []})
 
