@@ -126,9 +126,14 @@ class Settings:
                 self.errors.append("DOWNLOAD_PROGRESS_INTERVAL: seconds, a number")
         # Secrets: read here, handed over without a command line.
         self.api_keys = self._api_keys()
+        # HF_TOKEN_PATH naming no file means no token (the agent writes it only when one is set);
+        # a file that exists but cannot be read is an error.
         token_path = g("HF_TOKEN_PATH")
-        if token_path and not os.access(token_path, os.R_OK):
-            self.errors.append(f"HF_TOKEN_PATH={token_path!r}: not a readable file")
+        self.notes: list[str] = []
+        if token_path and os.path.exists(token_path) and not os.access(token_path, os.R_OK):
+            self.errors.append(f"HF_TOKEN_PATH={token_path!r}: not readable by uid {os.getuid()}")
+        elif token_path and not os.path.exists(token_path):
+            self.notes.append(f"HF_TOKEN_PATH={token_path} does not exist: no Hub token")
 
     # -- parsing helpers ------------------------------------------------------------------------
     def _get(self, name: str, required: bool = False) -> str | None:
@@ -227,6 +232,8 @@ def main(argv: list[str]) -> int:
     if s.errors:
         log("invalid configuration, nothing started:\n  - " + "\n  - ".join(s.errors))
         return EXIT_CONFIG
+    for note in s.notes:
+        log(note)
     if not (os.path.isfile(s.server_bin) and os.access(s.server_bin, os.X_OK)):
         log(f"llama-server not found or not executable at LLAMA_SERVER_BIN={s.server_bin!r}")
         return EXIT_BINARY

@@ -280,3 +280,11 @@ def test_sigterm_reaches_the_server_because_the_entrypoint_execs(hub, tmp_path, 
         assert rc == 0, proc.output()[-2000:]
     finally:
         proc.terminate()
+
+
+def test_a_token_path_naming_no_file_means_no_token(hub, tmp_path, recorder):
+    prog, _ = recorder
+    r = run(base_env(hub, tmp_path, prog, HF_TOKEN_PATH=str(tmp_path / "no-hf-token")))
+    assert r.returncode == 0, r.stderr
+    assert "does not exist: no Hub token" in r.stderr
+    assert all(q.authorization is None for q in hub.requests)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import http.server
+import os
 import socket
 import ssl
 import threading
@@ -118,3 +119,29 @@ def test_drain_switch_503_and_in_flight_stream_finishes(front):
 def test_ping_entry_point_for_the_agent(front):
     with urllib.request.urlopen(f"http://127.0.0.1:{front['ping']}/ping", timeout=5) as r:
         assert r.status == 200 and r.read() == b"OK"
+
+
+def test_a_renewed_certificate_is_served_after_touching_the_dynamic_config(front, tmp_path):
+    """What the agent does on renewal: replace the files, touch llama.yml; no restart."""
+    def served() -> bytes:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+        with socket.create_connection(("127.0.0.1", front["port"]), timeout=5) as raw:
+            with ctx.wrap_socket(raw, server_hostname="localhost") as tls:
+                return tls.getpeercert(binary_form=True)
+
+    crt, key = front["crt"], front["crt"].with_name("tls.key")
+    old_pem, old_key = crt.read_bytes(), key.read_bytes()
+    new_crt, new_key = make_cert(tmp_path / "renewed")
+    new_der = ssl.PEM_cert_to_DER_cert(new_crt.read_text())
+    try:
+        os.replace(new_crt, crt)
+        os.replace(new_key, key)
+        os.utime(front["dyn"] / "llama.yml")
+        wait_until(lambda: served() == new_der, timeout=10, what="the renewed certificate served")
+    finally:
+        crt.write_bytes(old_pem)
+        key.write_bytes(old_key)
+        os.utime(front["dyn"] / "llama.yml")
+        wait_until(lambda: served() == ssl.PEM_cert_to_DER_cert(old_pem.decode()), timeout=10,
+                   what="the original certificate back")
