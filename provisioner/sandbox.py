@@ -39,8 +39,9 @@ PREFERRED_CLOUDFLARE_PORT = 45661
 
 # Hook for extra services (the ACME server comes with the certificates work): a starter gets the
 # sandbox directory, starts its process (in its own session), and returns (pid, env additions).
-ServiceStarter = Callable[[Path], "tuple[int, dict[str, str]]"]
+ServiceStarter = Callable[[Path], "tuple[int, dict[str, str]] | None"]
 _SERVICES: dict[str, ServiceStarter] = {}
+BUILTIN_SERVICE_MODULES = ("pebble",)  # provisioner/emulators/<name>.py with a `sandbox_start`
 
 
 def register_service(name: str, starter: ServiceStarter) -> None:
@@ -188,10 +189,30 @@ def up(path: str | os.PathLike[str] | None = None, timeout: float = 90) -> str:
         return _summary(info)
 
 
+def _builtin_services() -> dict[str, ServiceStarter]:
+    """Services shipped in the package: a module of provisioner.emulators that defines
+    `sandbox_start(sandbox_dir: Path) -> (pid, env) | None` (None: not available here) joins."""
+    import importlib
+
+    out: dict[str, ServiceStarter] = {}
+    for name in BUILTIN_SERVICE_MODULES:
+        try:
+            mod = importlib.import_module(f"provisioner.emulators.{name}")
+        except ImportError:
+            continue
+        start = getattr(mod, "sandbox_start", None)
+        if callable(start):
+            out[name] = start
+    return out
+
+
 def _start_services(d: Path) -> None:
     services: dict[str, dict] = {}
-    for name, starter in _SERVICES.items():
-        pid, extra_env = starter(d)
+    for name, starter in {**_builtin_services(), **_SERVICES}.items():
+        got = starter(d)
+        if got is None:
+            continue
+        pid, extra_env = got
         services[name] = {"pid": pid, "env": extra_env}
     (d / "services.json").write_text(json.dumps(services, indent=2))
 
