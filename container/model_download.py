@@ -476,6 +476,7 @@ def _fetch_one(spec: ModelSpec, model_dir: Path, commit: str, rpath: str, meta: 
                 log(f"{rpath}: the Hub offers Xet but hf_xet is not installed: plain HTTP")
         if use_xet:
             log(f"{rpath}: {human(size)} via Xet")
+            part.unlink(missing_ok=True)  # bytes of an earlier plain-HTTP attempt are not used
             hf_hub_download(spec.repo, rpath, revision=commit, local_dir=str(model_dir))
         else:
             resume = part.stat().st_size if part.exists() else 0

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import stat
 import sys
 from pathlib import Path
@@ -81,5 +80,4 @@ def flag_value(argv: list[str], flag: str) -> str | None:
     return argv[argv.index(flag) + 1] if flag in argv else None
 
 
-__all__ = ["tiny_models", "hub", "server_bin", "recorder", "read_record", "flag_value", "TEMPLATE",
-           "os"]
+__all__ = ["tiny_models", "hub", "server_bin", "recorder", "read_record", "flag_value", "TEMPLATE"]
