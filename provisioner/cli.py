@@ -50,12 +50,22 @@ def _load(file: Path, stack: str | None, require_env: bool = True):
     return load_config(file, stack=stack, require_env=require_env)
 
 
-def _use_sandbox(enabled: bool) -> None:
+def _use_sandbox(enabled: bool, config=None):
+    """Point this process at the local emulators; with a config, also at the sandbox's pebble."""
     if not enabled:
-        return
+        return config
     from . import sandbox
 
-    os.environ.update(sandbox.ensure_running())
+    values = sandbox.ensure_running()
+    for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):  # never mix a real profile in
+        os.environ.pop(var, None)
+    os.environ.update(values)
+    directory = values.get("PROVISION_ACME_DIRECTORY")
+    if config is not None and directory:
+        import dataclasses
+
+        config = dataclasses.replace(config, settings=dataclasses.replace(config.settings, acme_directory=directory))
+    return config
 
 
 def _err(message: str) -> None:
@@ -84,7 +94,7 @@ def _run(fn_name: str, file: Path, kw: dict, require_env: bool = True, extra: di
     from . import app
 
     config = _load(file, kw.get("stack"), require_env=require_env)
-    _use_sandbox(kw.get("sandbox", False))
+    config = _use_sandbox(kw.get("sandbox", False), config)
     opts = _options(kw, **(extra or {}))
     code = getattr(app, fn_name)(config, opts, *args)
     sys.exit(code)

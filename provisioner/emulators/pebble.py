@@ -128,3 +128,16 @@ class Pebble:
                 self.process.kill()
                 self.process.wait(timeout=5)
         self.process = None
+
+
+def sandbox_start(sandbox_dir: Path) -> tuple[int, dict[str, str]] | None:
+    """The sandbox's hook (provisioner.sandbox): start pebble in the background for `--sandbox`.
+
+    Returns its pid and the variables that point provision's ACME client at it, or None when
+    pebble is not installed (the sandbox then runs without certificates' server).
+    """
+    if pebble_binary() is None:
+        return None
+    p = Pebble(Path(sandbox_dir) / "pebble").start()
+    assert p.process is not None
+    return p.process.pid, {"PROVISION_ACME_DIRECTORY": p.directory, "PROVISION_ACME_CA_BUNDLE": str(p.ca_bundle)}
