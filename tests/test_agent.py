@@ -204,10 +204,14 @@ def test_secret_files_are_0400_and_never_in_the_environment(aws, world_factory):
     n.stub.state = "ok"
     w.start(n)
     wait_for(lambda: serving(w, n.instance_id), 30, what="serving")
-    wait_for(lambda: os.path.exists(n.path("tls", "key.pem")), 10, what="certificate written")
-    for rel, value in ((("secrets", "api-key"), API_KEY), (("secrets", "hf-token"), HF_TOKEN),
-                       (("tls", "key.pem"), w.certs["wildcard"]["private_key"])):
-        p = n.path(*rel)
+    wait_for(lambda: os.path.exists(n.path("tls", "tls.key")), 10, what="certificate written")
+    key = w.certs["wildcard"]["private_key"]
+    keys = [os.path.join("tls", f) for f in os.listdir(n.path("tls")) if f.endswith(".key")]
+    assert len(keys) == 2  # tls.key (Traefik's default) and its content-named copy
+    secret_files = {os.path.join("secrets", "api-key"): API_KEY,
+                    os.path.join("secrets", "hf-token"): HF_TOKEN, **{k: key for k in keys}}
+    for rel, value in secret_files.items():
+        p = n.path(rel)
         st = os.stat(p)
         assert stat.S_IMODE(st.st_mode) == 0o400, (p, oct(st.st_mode))
         if os.geteuid() == 0:
@@ -217,7 +221,7 @@ def test_secret_files_are_0400_and_never_in_the_environment(aws, world_factory):
     for root, _, files in os.walk(n.dir):  # only the secret files hold secret values
         for f in files:
             p = os.path.join(root, f)
-            if p in (n.path("secrets", "api-key"), n.path("secrets", "hf-token"), n.path("tls", "key.pem")):
+            if os.path.relpath(p, n.dir) in secret_files:
                 continue
             text = open(p).read()
             assert API_KEY not in text and HF_TOKEN not in text and "PRIVATE KEY" not in text, p
@@ -229,18 +233,23 @@ def test_renewed_certificate_reaches_the_file(aws, world_factory):
     n.stub.state = "ok"
     w.start(n)
     wait_for(lambda: serving(w, n.instance_id), 30, what="serving")
-    wait_for(lambda: os.path.exists(n.path("tls", "cert.pem")), 10, what="certificate written")
-    assert open(n.path("tls", "cert.pem")).read() == w.certs["wildcard"]["certificate"]
+    wait_for(lambda: os.path.exists(n.path("tls", "tls.crt")), 10, what="certificate written")
+    assert open(n.path("tls", "tls.crt")).read() == w.certs["wildcard"]["certificate"]
     traefik = open(n.path("dynamic", "tls.yml")).read()
-    assert n.path("tls", "cert.pem") in traefik and n.path("tls", "key.pem") in traefik
+    named = [line.split(": ", 1)[1] for line in traefik.splitlines() if "certFile:" in line]
+    assert open(named[0]).read() == w.certs["wildcard"]["certificate"]
     # A certificate naming the host exactly and expiring later wins over the wildcard.
     renewed = w.put_cert("chat", ["chat.example.com"], days=180)
-    wait_for(lambda: open(n.path("tls", "cert.pem")).read() == renewed["certificate"], 10,
+    wait_for(lambda: open(n.path("tls", "tls.crt")).read() == renewed["certificate"], 10,
              what="new certificate in the file")
-    assert open(n.path("tls", "key.pem")).read() == renewed["private_key"]
+    assert open(n.path("tls", "tls.key")).read() == renewed["private_key"]
+    traefik = open(n.path("dynamic", "tls.yml")).read()  # Traefik's watched file names the new one
+    named = [line.split(": ", 1)[1] for line in traefik.splitlines() if "certFile:" in line]
+    assert open(named[0]).read() == renewed["certificate"]
+    assert len(os.listdir(n.path("tls"))) == 4  # old content-named copies are gone
     # Renewal of that secret (a new version) reaches the file too.
     again = w.put_cert("chat", ["chat.example.com"], days=200)
-    wait_for(lambda: open(n.path("tls", "cert.pem")).read() == again["certificate"], 10,
+    wait_for(lambda: open(n.path("tls", "tls.crt")).read() == again["certificate"], 10,
              what="renewed certificate in the file")
 
 
@@ -251,7 +260,7 @@ def test_no_certificate_yet_still_serves(aws, world_factory):
     n.stub.state = "ok"
     w.start(n)
     wait_for(lambda: serving(w, n.instance_id), 30, what="serving without a certificate")
-    assert not os.path.exists(n.path("tls", "cert.pem"))  # Traefik keeps its default certificate
+    assert not os.path.exists(n.path("tls", "tls.crt"))  # Traefik keeps its default certificate
 
 
 def test_phases_heartbeats_while_downloading_then_ready(aws, world_factory):

@@ -47,10 +47,11 @@ DEFAULTS = {
     "imds_url": "http://169.254.169.254",
     "llama_url": "http://127.0.0.1:8080",
     "secrets_dir": "/run/provision/secrets",
-    "tls_dir": "/run/provision/tls",
+    "tls_cert_file": "/etc/traefik/certs/tls.crt",  # Traefik's default certificate (llama.yml)
+    "tls_key_file": "/etc/traefik/certs/tls.key",
     "host_file": "/run/provision/host",
     "traefik_tls_file": None,  # a Traefik dynamic-config file naming the certificate files
-    "drain_file": "/run/provision/drain",
+    "drain_file": "/etc/traefik/dynamic/drain.yml",  # container/traefik: present = draining
     "drain_on": None,  # content written to drain_file when draining; None: "draining\n"
     "drain_off": None,  # content written when serving; None: drain_file is removed
     "owner_uid": 10001,
@@ -306,16 +307,21 @@ class Agent:
         if digest == self.cert_version:
             return False
         c = self.cfg
-        cert, key = os.path.join(c["tls_dir"], "cert.pem"), os.path.join(c["tls_dir"], "key.pem")
-        write_private(key, doc["private_key"], c["owner_uid"], c["owner_gid"])
-        write_private(cert, doc["certificate"], c["owner_uid"], c["owner_gid"], mode=0o444)
+        write_private(c["tls_key_file"], doc["private_key"], c["owner_uid"], c["owner_gid"])
+        write_private(c["tls_cert_file"], doc["certificate"], c["owner_uid"], c["owner_gid"], mode=0o444)
         if c.get("traefik_tls_file"):
-            # Written last, so Traefik's file watcher reloads only once both files are new.
-            body = ("# written by provision-agent\ntls:\n  stores:\n    default:\n"
-                    f"      defaultCertificate:\n        certFile: {cert}\n        keyFile: {key}\n"
-                    f"  certificates:\n    - certFile: {cert}\n      keyFile: {key}\n"
-                    f"# {name} {version} {doc.get('not_after', '')}\n")
+            # Traefik skips a reload whose configuration looks the same, and does not watch the
+            # certificate files themselves: name them by content, in a file it watches (last).
+            d, tag = os.path.dirname(c["tls_cert_file"]), digest[:12]
+            cert, key = os.path.join(d, f"tls-{tag}.crt"), os.path.join(d, f"tls-{tag}.key")
+            write_private(key, doc["private_key"], c["owner_uid"], c["owner_gid"])
+            write_private(cert, doc["certificate"], c["owner_uid"], c["owner_gid"], mode=0o444)
+            body = (f"# written by provision-agent: {name} {doc.get('not_after', '')}\n"
+                    f"tls:\n  certificates:\n    - certFile: {cert}\n      keyFile: {key}\n")
             write_private(c["traefik_tls_file"], body, None, None, mode=0o444)
+            for f in os.listdir(d):
+                if f.startswith("tls-") and tag not in f:
+                    os.unlink(os.path.join(d, f))
         self.cert_version = digest
         self._event(f"certificate {name} written for {host}")
         return True
@@ -658,7 +664,7 @@ class Agent:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description="provision instance agent")
     p.add_argument("--config", default="/etc/provision/agent.json")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stdout,
