@@ -1,9 +1,12 @@
 """The sandbox: both emulators in one background process, driven by boto3 and the Cloudflare SDK."""
 from __future__ import annotations
 
+import json
 import os
+import ssl
 import subprocess
 import sys
+import urllib.request
 
 import boto3
 import cloudflare
@@ -11,7 +14,9 @@ import pytest
 
 from provisioner import sandbox
 from provisioner.emulators.aws import RemoteAws
+from provisioner.emulators.pebble import pebble_binary
 from provisioner.errors import ProvisionError
+from tests.support import in_ci, need
 
 
 @pytest.fixture
@@ -30,8 +35,17 @@ def test_up_env_up_again_down(sbdir, monkeypatch):
     env = sandbox.ensure_running()  # idempotent: the same process
     assert int((sbdir / "sandbox.pid").read_text()) == pid
     assert sandbox.up() == summary
-    assert set(env) == {"AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-                        "AWS_DEFAULT_REGION", "CLOUDFLARE_BASE_URL", "CLOUDFLARE_API_TOKEN"}
+    expected = {"AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                "AWS_DEFAULT_REGION", "CLOUDFLARE_BASE_URL", "CLOUDFLARE_API_TOKEN"}
+    if pebble_binary() is not None:  # the sandbox's ACME server (provisioner/emulators/pebble.py)
+        expected |= {"PROVISION_ACME_DIRECTORY", "PROVISION_ACME_CA_BUNDLE"}
+        ca = env["PROVISION_ACME_CA_BUNDLE"]
+        ctx = ssl.create_default_context(cafile=ca)
+        with urllib.request.urlopen(env["PROVISION_ACME_DIRECTORY"], context=ctx, timeout=10) as r:
+            assert "newOrder" in json.loads(r.read())
+    elif in_ci():
+        need("pebble")
+    assert set(env) == expected
     assert env["AWS_ENDPOINT_URL"].startswith("http://127.0.0.1:")
     assert env["CLOUDFLARE_BASE_URL"].startswith("http://127.0.0.1:")
     for k, v in env.items():
