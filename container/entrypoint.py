@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import signal
 import sys
 import threading
 import time
@@ -226,7 +227,17 @@ def key_pipe(keys: list[str]) -> str:
     return f"/dev/fd/{r}"
 
 
+def _stop(signum, _frame) -> None:
+    """SIGTERM/SIGINT before the exec (during a download). In a container the entrypoint is PID 1,
+    which the kernel gives no default signal action: without this handler `docker stop` would wait
+    its whole grace period. Partial downloads are kept; the next start resumes them."""
+    log(f"{signal.Signals(signum).name}: stopping before llama-server started; partial downloads are kept")
+    os._exit(128 + signum)
+
+
 def main(argv: list[str]) -> int:
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _stop)  # exec resets these: llama-server handles its own signals
     debug = os.environ.get("ENTRYPOINT_DEBUG", "").lower() in TRUE
     s = Settings(dict(os.environ))
     if s.errors:

@@ -287,3 +287,31 @@ def test_a_token_path_naming_no_file_means_no_token(hub, tmp_path, recorder):
     assert r.returncode == 0, r.stderr
     assert "does not exist: no Hub token" in r.stderr
     assert all(q.authorization is None for q in hub.requests)
+
+
+def test_sigterm_during_the_download_stops_at_once_and_keeps_the_partial_file(hub, tmp_path, recorder):
+    prog, out = recorder
+    big = tmp_path / "big.gguf"
+    big.write_bytes(os.urandom(4 << 20))
+    hub.add_repo("org/big-GGUF", {"big-Q4_0.gguf": big})
+    env = base_env(hub, tmp_path, prog, API_NAME="big", MODEL_REPO="org/big-GGUF",
+                   MODEL_FILE="big-Q4_0.gguf")
+    hub.rate = big.stat().st_size / 8
+    p = subprocess.Popen([sys.executable, str(ENTRYPOINT)], env=env, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    partial = tmp_path / "models" / "big" / ".provision" / "partial"
+    try:
+        wait_until(lambda: any(f.stat().st_size > 0 for f in partial.glob("*.part")), timeout=30,
+                   what="bytes on disk")
+        t0 = time.monotonic()
+        p.send_signal(signal.SIGTERM)
+        rc = p.wait(10)
+        assert time.monotonic() - t0 < 3
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait(10)
+    assert rc == 128 + signal.SIGTERM
+    assert "partial downloads are kept" in p.stdout.read()
+    assert any(f.stat().st_size > 0 for f in partial.glob("*.part"))
+    assert not out.exists()  # llama-server never started
