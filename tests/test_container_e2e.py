@@ -182,3 +182,41 @@ def test_every_tuning_variable_is_accepted_by_the_pinned_llama_server(tmp_path, 
             assert "sk-env-key" not in out
             c = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="sk-env-key", max_retries=0)
             assert [m.id for m in c.models.list().data] == ["tuned"]
+
+
+def test_killed_mid_download_the_restart_resumes_and_serves(tmp_path, tiny_models, server_bin):
+    import os
+    import signal
+
+    wide = tiny_models["wide"][0]
+    size = wide.stat().st_size
+    with HubEmulator() as hub:
+        hub.add_repo("org/wide-GGUF", {"wide-F32.gguf": wide})
+        port = free_port()
+        env = entrypoint_env(hub.url, tmp_path / "models", server_bin, port, API_NAME="wide",
+                             MODEL_REPO="org/wide-GGUF", MODEL_PATTERN="*.gguf",
+                             MODEL_FILE="wide-F32.gguf")
+        hub.rate = size / 8
+        partial = tmp_path / "models" / "wide" / ".provision" / "partial"
+        first = start_entrypoint(env, tmp_path / "entrypoint-1.log")
+        try:
+            wait_until(lambda: any(f.stat().st_size > size // 4 for f in partial.glob("*.part")),
+                       timeout=60, what="a quarter of the model on disk")
+            os.killpg(first.pid, signal.SIGKILL)  # a spot reclaim does not ask
+            first.p.wait(10)
+        finally:
+            first.terminate()
+        kept = sum(f.stat().st_size for f in partial.glob("*.part"))
+        assert size // 4 < kept < size
+        hub.rate = None
+        hub.clear()
+        with start_entrypoint(env, tmp_path / "entrypoint-2.log") as second:
+            wait_until(lambda: http_status(f"http://127.0.0.1:{port}/health") == 200, timeout=60,
+                       what="/health 200 after the resumed download")
+            got = [q for q in hub.requests if q.method == "GET" and q.path.startswith("/_cdn/")]
+            assert len(got) == 1 and got[0].range == f"bytes={kept}-"  # only the rest was fetched
+            assert "resuming at" in second.output() and "sha256 verified" in second.output()
+            c = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="none", max_retries=0)
+            r = c.chat.completions.create(model="wide", messages=[{"role": "user", "content": "hi"}],
+                                          max_tokens=4, extra_body={"ignore_eos": True})
+            assert r.usage.completion_tokens == 4

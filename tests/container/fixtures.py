@@ -21,10 +21,12 @@ TEMPLATE = (
 
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory) -> dict[str, list[Path]]:
-    """The tiny GGUF written once per session: one file, and the same model split in two shards."""
+    """The tiny GGUF written once per session: one file, the same model split in two shards, and
+    a wider one (~21 MB) that takes long enough to download to be interrupted."""
     d = tmp_path_factory.mktemp("gguf")
     return {"single": write_tiny_gguf(d / "one" / "tiny-Q4_0.gguf"),
-            "split": write_tiny_gguf(d / "two" / "tiny-Q8_0.gguf", shards=2)}
+            "split": write_tiny_gguf(d / "two" / "tiny-Q8_0.gguf", shards=2),
+            "wide": write_tiny_gguf(d / "wide" / "wide-F32.gguf", width=512)}  # ~21 MB
 
 
 @pytest.fixture

@@ -13,9 +13,7 @@ from pathlib import Path
 import numpy as np
 
 N_EMBD = 64
-N_HEAD = 2  # head size 32: quantized KV caches (q8_0, q4_0) need a multiple of 32
 N_LAYER = 2
-N_FF = 128
 N_CTX_TRAIN = 2048
 
 CHATML = (
@@ -44,11 +42,12 @@ def _vocab() -> tuple[list[str], list[float], list[int]]:
     return tokens, scores, types
 
 
-def write_tiny_gguf(path: str | os.PathLike, *, shards: int = 1, seed: int = 0) -> list[Path]:
+def write_tiny_gguf(path: str | os.PathLike, *, shards: int = 1, seed: int = 0,
+                    width: int = N_EMBD) -> list[Path]:
     """Write the model at `path` (one file) or as `shards` split files named like llama.cpp's
     `gguf-split` output (`stem-00001-of-0000N.gguf`). Returns the written paths.
-
-    """
+    `width` (a multiple of 64) makes a bigger file of the same shape: 512 gives about 20 MB."""
+    n_embd, n_ff = width, 2 * width
     import gguf
 
     path = Path(path)
@@ -65,19 +64,19 @@ def write_tiny_gguf(path: str | os.PathLike, *, shards: int = 1, seed: int = 0) 
         tensors.append((name, arr))
 
     # numpy shape is (rows, cols) = ggml (ne1, ne0)
-    t("token_embd.weight", n_vocab, N_EMBD)
+    t("token_embd.weight", n_vocab, n_embd)
     for i in range(N_LAYER):
-        t(f"blk.{i}.attn_norm.weight", N_EMBD, ones=True)
-        t(f"blk.{i}.attn_q.weight", N_EMBD, N_EMBD)
-        t(f"blk.{i}.attn_k.weight", N_EMBD, N_EMBD)
-        t(f"blk.{i}.attn_v.weight", N_EMBD, N_EMBD)
-        t(f"blk.{i}.attn_output.weight", N_EMBD, N_EMBD)
-        t(f"blk.{i}.ffn_norm.weight", N_EMBD, ones=True)
-        t(f"blk.{i}.ffn_gate.weight", N_FF, N_EMBD)
-        t(f"blk.{i}.ffn_up.weight", N_FF, N_EMBD)
-        t(f"blk.{i}.ffn_down.weight", N_EMBD, N_FF)
-    t("output_norm.weight", N_EMBD, ones=True)
-    t("output.weight", n_vocab, N_EMBD)
+        t(f"blk.{i}.attn_norm.weight", n_embd, ones=True)
+        t(f"blk.{i}.attn_q.weight", n_embd, n_embd)
+        t(f"blk.{i}.attn_k.weight", n_embd, n_embd)
+        t(f"blk.{i}.attn_v.weight", n_embd, n_embd)
+        t(f"blk.{i}.attn_output.weight", n_embd, n_embd)
+        t(f"blk.{i}.ffn_norm.weight", n_embd, ones=True)
+        t(f"blk.{i}.ffn_gate.weight", n_ff, n_embd)
+        t(f"blk.{i}.ffn_up.weight", n_ff, n_embd)
+        t(f"blk.{i}.ffn_down.weight", n_embd, n_ff)
+    t("output_norm.weight", n_embd, ones=True)
+    t("output.weight", n_vocab, n_embd)
 
     split_max = 0
     if shards > 1:
@@ -85,12 +84,13 @@ def write_tiny_gguf(path: str | os.PathLike, *, shards: int = 1, seed: int = 0) 
     w = gguf.GGUFWriter(path, "llama", split_max_tensors=split_max)
     w.add_name("tiny-test")
     w.add_context_length(N_CTX_TRAIN)
-    w.add_embedding_length(N_EMBD)
+    n_head = n_embd // 32  # head size 32
+    w.add_embedding_length(n_embd)
     w.add_block_count(N_LAYER)
-    w.add_feed_forward_length(N_FF)
-    w.add_head_count(N_HEAD)
-    w.add_head_count_kv(N_HEAD)
-    w.add_rope_dimension_count(N_EMBD // N_HEAD)
+    w.add_feed_forward_length(n_ff)
+    w.add_head_count(n_head)
+    w.add_head_count_kv(n_head)
+    w.add_rope_dimension_count(n_embd // n_head)
     w.add_layer_norm_rms_eps(1e-5)
     w.add_file_type(0)  # all F32
     w.add_tokenizer_model("llama")
