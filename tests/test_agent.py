@@ -330,5 +330,21 @@ def test_reboot_rebuilds_state_from_tags_and_imds(aws, world_factory):
     holder.stub.state = "ok"
     wait_for(lambda: serving(w, holder.instance_id), 20, what="serving again")
     assert open(holder.path("host")).read().strip() == HOSTS8[0]
-    assert not [c for c in aws.calls if c.action == "AssociateAddress"]  # it kept its own address
+    # It kept its own address: no association succeeded (the spare may still have lost its boot race).
+    assert not [c for c in aws.calls if c.action == "AssociateAddress"
+                and (c.status == 200 or c.params.get("InstanceId") == holder.instance_id)]
     assert w.tags(holder.instance_id)["provision:phase"] == "ready"
+
+
+def test_reboot_that_never_comes_back_marks_unhealthy(aws, world_factory):
+    w = world_factory(1, HOSTS8[:1], launch_timeout=1.5)
+    n = w.nodes[w.group_instances()[0]]
+    n.stub.state = "ok"
+    w.start(n)
+    wait_for(lambda: serving(w, n.instance_id), 30, what="serving")
+    w.stop_agent(n)
+    n.stub.state = "loading"  # after the reboot llama-server never answers again
+    w.start(n)
+    wait_for(lambda: any(c.action == "SetInstanceHealth" for c in aws.calls), 15, what="SetInstanceHealth")
+    assert "restarted while holding an address (reboot)" in [e for _, e in n.agent.events]
+    assert not lifecycle(aws, "CompleteLifecycleAction", "provision-launch", "ABANDON")

@@ -14,6 +14,7 @@ Tags it uses on instances of its cluster (docs/internals.md):
 from __future__ import annotations
 
 import argparse
+import datetime
 import hashlib
 import json
 import logging
@@ -134,6 +135,14 @@ def host_covered(host: str, names) -> bool:
     return False
 
 
+def _expiry(doc: dict) -> datetime.datetime:
+    try:
+        t = datetime.datetime.fromisoformat(str(doc.get("not_after")).replace("Z", "+00:00"))
+        return t if t.tzinfo else t.replace(tzinfo=datetime.timezone.utc)
+    except ValueError:
+        return datetime.datetime.min.replace(tzinfo=datetime.timezone.utc)
+
+
 def write_private(path: str, data: str, uid: int | None, gid: int | None, mode: int = 0o400) -> None:
     """Atomically replace path with data, mode 0400, owned by uid:gid when we may chown."""
     d = os.path.dirname(path)
@@ -172,6 +181,7 @@ class Agent:
         self.exit_since = None
         self.exit_done = False
         self.drained = False
+        self.rebooted = False  # we held an address when we started: InService already
         self.events = []  # (monotonic, what) for tests and the bench
 
     # ---------------------------------------------------------------- plumbing
@@ -296,7 +306,7 @@ class Agent:
                     LOG.warning("certificate secret %s unreadable: %s", s["Name"], e)
                     continue
                 if host_covered(host, doc.get("names")) and doc.get("certificate"):
-                    if best is None or str(doc.get("not_after", "")) > str(best[0].get("not_after", "")):
+                    if best is None or _expiry(doc) > _expiry(best[0]):
                         best = (doc, version, s["Name"])
         self.last_cert_poll = time.monotonic()
         if best is None:
@@ -600,7 +610,12 @@ class Agent:
                     if not self.launch_done:
                         self._lifecycle(self.cfg["launch_hook"], "CONTINUE")
                         self.launch_done = True
-            if not self.ready_once and not self.launch_done:
+            if not self.ready_once and self.rebooted:
+                # After a reboot we are InService and hold an address: not back within the
+                # launch timeout means unhealthy, for the group to replace us.
+                if now - self.started > self.cfg["launch_timeout"] and not self.marked_unhealthy:
+                    self.mark_unhealthy()
+            elif not self.ready_once and not self.launch_done:
                 if now - self.started > self.cfg["launch_timeout"]:
                     self._event("launch timeout: abandoning")
                     self._lifecycle(self.cfg["launch_hook"], "ABANDON")
@@ -628,10 +643,13 @@ class Agent:
         elif self.unhealthy_since is None:
             self.unhealthy_since = now
         elif now - self.unhealthy_since > self.cfg["unhealthy_after"] and not self.marked_unhealthy:
-            self.asg.set_instance_health(InstanceId=self.instance_id, HealthStatus="Unhealthy",
-                                         ShouldRespectGracePeriod=False)
-            self.marked_unhealthy = True
-            self._event("marked Unhealthy")
+            self.mark_unhealthy()
+
+    def mark_unhealthy(self) -> None:
+        self.asg.set_instance_health(InstanceId=self.instance_id, HealthStatus="Unhealthy",
+                                     ShouldRespectGracePeriod=False)
+        self.marked_unhealthy = True
+        self._event("marked Unhealthy")
 
     def boot(self) -> None:
         while not self.stop.is_set():
@@ -650,6 +668,15 @@ class Agent:
             except (ClientError, BotoCoreError, OSError) as e:
                 LOG.warning("secrets not readable yet: %s", e)
                 self.stop.wait(5)
+        while not self.stop.is_set():
+            try:
+                self.rebooted = self.find_own_address() is not None
+                break
+            except (ClientError, BotoCoreError) as e:
+                LOG.warning("addresses not readable yet: %s", e)
+                self.stop.wait(5)
+        if self.rebooted:
+            self._event("restarted while holding an address (reboot)")
         if self.cfg.get("start_command"):
             subprocess.run(self.cfg["start_command"], check=False)
 
