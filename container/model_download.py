@@ -380,16 +380,17 @@ def ensure_model(spec: ModelSpec, model_dir: Path, log: Callable[[str], None] = 
         f"({human(have)} already here): {', '.join(matched)}")
 
     def xet_tmp_bytes(rpath: str) -> int:
+        """Bytes of huggingface_hub's temp file for rpath: <hash>.<etag>.<uuid>.incomplete next to
+        the metadata, the etag of an LFS file being its sha256."""
+        sha = tree[rpath][1]
         d = (model_dir / ".cache" / "huggingface" / "download" / rpath).parent
-        name = Path(rpath).name
         n = 0
-        if d.is_dir():
-            for f in d.iterdir():
-                if f.name.endswith(".incomplete") and f.name.startswith(name):
-                    try:
-                        n += f.stat().st_size
-                    except OSError:
-                        pass
+        if sha and d.is_dir():
+            for f in d.glob(f"*.{sha}.*incomplete"):
+                try:
+                    n += f.stat().st_size
+                except OSError:
+                    pass
         return n
 
     def on_disk() -> int:
