@@ -457,6 +457,7 @@ def _fetch_one(spec: ModelSpec, model_dir: Path, commit: str, rpath: str, meta: 
     size, sha, xet_hash = meta
     final = model_dir / rpath
     streamed_sha = None
+    via_xet = False
     if final.is_file() and final.stat().st_size == size:
         # Present but not yet verified by us (e.g. written by the Xet path just before a restart).
         got = _sha256_file(final) if sha else None
@@ -468,6 +469,7 @@ def _fetch_one(spec: ModelSpec, model_dir: Path, commit: str, rpath: str, meta: 
     url = hf_hub_url(spec.repo, rpath, revision=commit, endpoint=_endpoint())
     try:
         fmeta = get_hf_file_metadata(url)
+        resume = part.stat().st_size if part.exists() else 0
         use_xet = False
         if fmeta.xet_file_data is not None and not _is_true(os.environ.get("HF_HUB_DISABLE_XET")):
             try:
@@ -475,12 +477,28 @@ def _fetch_one(spec: ModelSpec, model_dir: Path, commit: str, rpath: str, meta: 
                 use_xet = True
             except ImportError:
                 log(f"{rpath}: the Hub offers Xet but hf_xet is not installed: plain HTTP")
+            if use_xet and resume:
+                use_xet = False  # finishing a partial file over HTTP beats starting over
+                log(f"{rpath}: {human(resume)} already here from plain HTTP: resuming that")
         if use_xet:
             log(f"{rpath}: {human(size)} via Xet")
-            part.unlink(missing_ok=True)  # bytes of an earlier plain-HTTP attempt are not used
-            hf_hub_download(spec.repo, rpath, revision=commit, local_dir=str(model_dir))
-        else:
-            resume = part.stat().st_size if part.exists() else 0
+            try:
+                hf_hub_download(spec.repo, rpath, revision=commit, local_dir=str(model_dir))
+            except (RepositoryNotFoundError, GatedRepoError):
+                raise
+            except Exception as e:  # noqa: BLE001 - any Xet failure: fall back, below
+                if isinstance(e, HfHubHTTPError) and e.response is not None and \
+                        e.response.status_code in (401, 403):
+                    raise
+                if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+                    raise
+                log(f"{rpath}: Xet download failed ({e.__class__.__name__}: "
+                    f"{str(e).splitlines()[0] if str(e) else ''}); falling back to plain HTTP")
+                use_xet = False
+            else:
+                via_xet = True
+                part.unlink(missing_ok=True)
+        if not use_xet:
             if resume > size:
                 part.unlink()
                 resume = 0
@@ -514,7 +532,7 @@ def _fetch_one(spec: ModelSpec, model_dir: Path, commit: str, rpath: str, meta: 
             raise
         raise DownloadError(f"{rpath}: download failed ({e.__class__.__name__}: {e}); partial data is "
                             "kept, the next start resumes") from None
-    src = final if final.exists() and not part.exists() else part
+    src = final if via_xet else part
     got_size = src.stat().st_size
     if got_size != size:
         src.unlink()

@@ -315,3 +315,18 @@ def test_sigterm_during_the_download_stops_at_once_and_keeps_the_partial_file(hu
     assert "partial downloads are kept" in p.stdout.read()
     assert any(f.stat().st_size > 0 for f in partial.glob("*.part"))
     assert not out.exists()  # llama-server never started
+
+
+def test_a_hub_offering_xet_it_cannot_serve_falls_back_to_plain_http(hub, tmp_path, recorder, tiny_models):
+    """The real hf_xet path is tried (the Hub advertises Xet) and fails at its token route; the
+    file then comes over plain HTTP from the same redirect target, verified as usual."""
+    prog, out = recorder
+    hub.add_repo("org/xet-GGUF", {"tiny-Q4_0.gguf": tiny_models["single"][0]}, xet=True)
+    r = run(base_env(hub, tmp_path, prog, API_NAME="xet", MODEL_REPO="org/xet-GGUF"))
+    assert r.returncode == 0, r.stderr
+    assert "via Xet" in r.stderr and "falling back to plain HTTP" in r.stderr
+    assert "sha256 verified" in r.stderr
+    paths = [q.path for q in hub.requests]
+    assert any("/xet-read-token/" in p for p in paths)  # the Xet path really ran
+    assert any(p.startswith("/_cdn/") for p in paths)
+    assert read_record(out)["argv"][2].endswith("xet/tiny-Q4_0.gguf")

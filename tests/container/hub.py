@@ -54,6 +54,7 @@ class HubRepo:
     gated: bool = False
     private: bool = False
     token: str | None = None
+    xet: bool = False
 
 
 @dataclass
@@ -99,10 +100,13 @@ class HubEmulator:
     # -- repositories -------------------------------------------------------------------------
     def add_repo(self, repo_id: str, files: dict[str, Path | bytes | str], *, gated: bool = False,
                  private: bool = False, token: str | None = None,
-                 sha256s: dict[str, str] | None = None) -> HubRepo:
+                 sha256s: dict[str, str] | None = None, xet: bool = False) -> HubRepo:
         """Files: repo path -> local file path, or bytes/str content. *.gguf and files of 10 KiB
         or more are LFS files, like on the Hub. `sha256s` gives a file's sha256 instead of hashing
-        it (a huge sparse file that is never downloaded)."""
+        it (a huge sparse file that is never downloaded). `xet=True` advertises its LFS files as
+        Xet-backed (xetHash in the tree, X-Xet-Hash and X-Xet-Refresh-Route on /resolve) without
+        serving Xet: the refresh route answers 404, as a Hub whose Xet service is unreachable
+        would fail; the plain bytes stay available at the redirect target."""
         entries: dict[str, HubFile] = {}
         for rpath, src in files.items():
             if isinstance(src, (bytes, str)):
@@ -123,7 +127,7 @@ class HubEmulator:
             entries[rpath] = HubFile(rpath, local, size, sha, oid, lfs)
         sha = hashlib.sha1(json.dumps(sorted((f.path, f.sha256) for f in entries.values()))
                            .encode() + repo_id.encode()).hexdigest()
-        repo = HubRepo(repo_id, entries, sha, gated=gated, private=private, token=token)
+        repo = HubRepo(repo_id, entries, sha, gated=gated, private=private, token=token, xet=xet)
         self.repos[repo_id] = repo
         return repo
 
@@ -284,6 +288,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 entry = {"type": "file", "oid": f.oid, "size": f.size, "path": f.path}
                 if f.lfs:
                     entry["lfs"] = {"oid": f.sha256, "size": f.size, "pointerSize": POINTER_SIZE}
+                    if repo.xet:
+                        entry["xetHash"] = hashlib.sha256(b"xet" + f.sha256.encode()).hexdigest()
                 out.append(entry)
             return self._send(rec, 200, json.dumps(out).encode())
         rev = m.group("rev") or "main"
@@ -322,9 +328,13 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return self._body(rec, f, {**common, "ETag": f'"{f.oid}"'})
         # LFS: redirect to the "CDN" on another host name, with the linked metadata headers.
         cdn = f"http://localhost:{self.emulator.port}/_cdn/{f.sha256}/{Path(f.path).name}"
-        self._send(rec, 302, b"", {**common, "Location": cdn, "ETag": f'"{f.oid}"',
-                                   "X-Linked-Etag": f'"{f.sha256}"', "X-Linked-Size": str(f.size)},
-                   "text/plain")
+        headers = {**common, "Location": cdn, "ETag": f'"{f.oid}"',
+                   "X-Linked-Etag": f'"{f.sha256}"', "X-Linked-Size": str(f.size)}
+        if repo.xet:
+            headers["X-Xet-Hash"] = hashlib.sha256(b"xet" + f.sha256.encode()).hexdigest()
+            headers["X-Xet-Refresh-Route"] = (f"{self.emulator.url}/api/models/{repo.repo_id}"
+                                              f"/xet-read-token/{repo.sha}")
+        self._send(rec, 302, b"", headers, "text/plain")
 
     def _cdn(self, rec: Request, sha: str) -> None:
         for repo in self.emulator.repos.values():
