@@ -13,6 +13,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import boto3
 
@@ -52,12 +53,20 @@ def make_cert(names: list[str], days: int = 90) -> dict:
     }
 
 
+class TraefikFront:
+    def __init__(self, proc, url: str) -> None:
+        self.proc, self.url = proc, url
+
+    def stop(self) -> None:
+        self.proc.terminate()
+
+
 @dataclass
 class Node:
     instance_id: str
     view: ImdsView
     stub: LlamaStub
-    front: DrainFront
+    front: object  # DrainFront | TraefikFront: .url, .stop()
     dir: str
     cfg: dict
     stop: threading.Event = field(default_factory=threading.Event)
@@ -71,8 +80,11 @@ class Node:
 
 class World:
     def __init__(self, tmp: str, instances: int, hosts: list[str], gen_seconds: float = 0.0,
-                 **cfg_overrides) -> None:
+                 front: str = "stub", **cfg_overrides) -> None:
+        """front: "stub" (DrainFront) or "traefik" (the real traefik binary with the shipped
+        config, as tests/container/procs.start_traefik runs it)."""
         self.tmp, self.gen_seconds, self.overrides = str(tmp), gen_seconds, cfg_overrides
+        self.front_kind = front
         self.ec2 = boto3.client("ec2")
         self.asg = boto3.client("autoscaling")
         self.sm = boto3.client("secretsmanager")
@@ -144,7 +156,6 @@ class World:
         os.makedirs(d, exist_ok=True)
         view = self.imds.add(iid)
         stub = LlamaStub(iid, api_key=API_KEY, gen_seconds=self.gen_seconds)
-        front = DrainFront(os.path.join(d, "drain"), stub.url)
         cfg = {
             "slug": SLUG, "stack": STACK, "cluster": CLUSTER, "asg_name": ASG,
             "api_key_secret": f"{SLUG}/{STACK}/api-key",
@@ -155,10 +166,25 @@ class World:
             "tls_key_file": os.path.join(d, "tls", "tls.key"),
             "host_file": os.path.join(d, "host"), "drain_file": os.path.join(d, "drain"),
             "traefik_tls_file": os.path.join(d, "dynamic", "tls.yml"),
-            "poll_interval": 0.1, "heartbeat_interval": 0.3, "drain_timeout": 5.0,
+            "poll_interval": 0.1, "drain_settle": 0.0, "heartbeat_interval": 0.3, "drain_timeout": 5.0,
             "handover_wait": 2.0, "request_timeout": 10.0, "unhealthy_after": 1.0,
             "cert_poll_interval": 3600.0, "check_timeout": 10.0,
         }
+        if self.front_kind == "traefik":
+            from tests.container.procs import start_traefik
+            from tests.support import free_port
+            from userdata import agent_config, UserDataContext
+            rendered = agent_config(UserDataContext(slug=SLUG, stack=STACK, cluster=CLUSTER,
+                                                    region="us-east-1", image="i", api_name="m"))
+            port = free_port()
+            proc, dyn = start_traefik(Path(d), port, free_port(), stub.url,
+                                      Path(cfg["tls_cert_file"]), Path(cfg["tls_key_file"]))
+            front = TraefikFront(proc, f"https://127.0.0.1:{port}")
+            cfg.update(drain_file=str(dyn / "drain.yml"), drain_on=rendered["drain_on"],
+                       traefik_tls_file=str(dyn / "provision-tls.yml"),
+                       drain_probe_url=f"https://127.0.0.1:{port}/health")
+        else:
+            front = DrainFront(os.path.join(d, "drain"), stub.url)
         cfg.update(self.overrides)
         node = Node(iid, view, stub, front, d, cfg)
         self.nodes[iid] = node

@@ -160,6 +160,7 @@ def agent_config(ctx: UserDataContext) -> dict:
         "traefik_tls_file": "/etc/traefik/dynamic/provision-tls.yml",
         "drain_file": "/etc/traefik/dynamic/drain.yml",
         "drain_on": _strip_yaml_comments(_text("traefik/drain.yml")),
+        "drain_probe_url": "https://127.0.0.1/health",
         "owner_uid": CONTAINER_UID, "owner_gid": CONTAINER_UID,
         "start_command": ["docker", "compose", "-f", COMPOSE_FILE, "up", "-d", "--remove-orphans"],
         "launch_timeout": ctx.launch_timeout, "unhealthy_after": ctx.health_check_grace,

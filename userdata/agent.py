@@ -19,6 +19,7 @@ import hashlib
 import json
 import logging
 import os
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -64,6 +65,8 @@ DEFAULTS = {
     "health_check_grace": 300.0,
     "unhealthy_after": 300.0,  # seconds of failed checks after ready before SetInstanceHealth
     "cert_poll_interval": 3600.0,
+    "drain_probe_url": None,  # the front (Traefik): draining once it answers 503 here
+    "drain_settle": 1.0,  # without a probe: seconds the front takes to apply the drain switch
     "drain_timeout": 90.0,  # in-flight generations get this long to finish
     "handover_wait": 60.0,  # an exiting holder waits this long for a replacement to ask
     "request_timeout": 180.0,  # a replacement's request is dropped after this long
@@ -402,10 +405,31 @@ class Agent:
             self._event("drain on" if on else "drain off")
         self.drained = on
 
+    def wait_front_drained(self) -> None:
+        """Traefik applies the switch after its file watcher fires: until then new requests still
+        reach llama-server, so counting generations in flight before that would be too early."""
+        url = self.cfg.get("drain_probe_url")
+        if not url:
+            self.stop.wait(self.cfg["drain_settle"])
+            return
+        ctx = ssl.create_default_context()
+        ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE  # the host's own front
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not self.stop.is_set():
+            try:
+                urllib.request.urlopen(url, timeout=2, context=ctx).close()
+            except urllib.error.HTTPError as e:
+                if e.code == 503:
+                    return
+            except OSError:
+                return  # the front is not there: nothing reaches llama-server through it
+            self.stop.wait(0.1)
+
     def drain(self) -> None:
         """503 for new requests; wait (bounded) for generations in flight to finish."""
         self.set_drain(True)
         self.set_phase("draining")
+        self.wait_front_drained()
         deadline = time.monotonic() + self.cfg["drain_timeout"]
         while time.monotonic() < deadline and not self.stop.is_set():
             n = self.in_flight()
