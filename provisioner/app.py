@@ -41,6 +41,30 @@ class RunOptions:
 # helpers
 
 
+def _aws_errors(fn):
+    """An AWS error nothing retried away becomes one clear CloudError (exit 1, no traceback)."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+        from .errors import CloudError
+        try:
+            return fn(*args, **kwargs)
+        except NoCredentialsError:
+            raise CloudError("no AWS credentials found",
+                             hint="set AWS_PROFILE (or --profile), or use --sandbox for the local emulators") from None
+        except ClientError as e:
+            op = e.operation_name
+            err = e.response.get("Error", {})
+            raise CloudError(f"AWS {op} failed: {err.get('Code')}: {err.get('Message')}",
+                             hint="run the command again; what succeeded is kept and the next run converges") from None
+        except BotoCoreError as e:
+            raise CloudError(f"AWS call failed: {e}", hint="check AWS_ENDPOINT_URL / network and run again") from None
+    return wrapper
+
+
 def _engine(config: Config, opts: RunOptions, extra_regions=()):
     from .aws.clients import Clients
     from .engine import Engine
@@ -117,6 +141,7 @@ def _execute(engine, plan, opts: RunOptions, *, skip=lambda a: False, on_result=
 # commands
 
 
+@_aws_errors
 def run_plan(config: Config, opts: RunOptions) -> int:
     engine = _engine(config, opts)
     engine.extra_regions = _known_regions(config, opts, engine)
@@ -125,6 +150,7 @@ def run_plan(config: Config, opts: RunOptions) -> int:
     return 2 if (opts.detailed_exitcode and plan.actions) else 0
 
 
+@_aws_errors
 def run_apply(config: Config, opts: RunOptions) -> int:
     from .lock import StackLock
 
@@ -167,6 +193,7 @@ def run_apply(config: Config, opts: RunOptions) -> int:
         lock.release()
 
 
+@_aws_errors
 def run_destroy(config: Config, opts: RunOptions) -> int:
     from .lock import StackLock
     from .state import remove_state
@@ -195,6 +222,7 @@ def run_destroy(config: Config, opts: RunOptions) -> int:
         lock.release(drop_table=done)
 
 
+@_aws_errors
 def run_reconcile(config: Config, opts: RunOptions) -> int:
     from .lock import StackLock
 
@@ -229,6 +257,7 @@ def run_reconcile(config: Config, opts: RunOptions) -> int:
         lock.release()
 
 
+@_aws_errors
 def run_status(config: Config, opts: RunOptions) -> int:
     from .aws.discovery import tagdict
 
@@ -277,6 +306,7 @@ def run_status(config: Config, opts: RunOptions) -> int:
     return 0
 
 
+@_aws_errors
 def run_output(config: Config, opts: RunOptions, name: str | None) -> int:
     from .aws.retry import call, error_code
     from .desired import api_key_secret

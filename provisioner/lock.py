@@ -164,6 +164,14 @@ class StackLock:
         if self._thread:
             self._thread.join(timeout=5)
         try:
+            self._release_remote(drop_table)
+        except Exception:  # noqa: BLE001 - never mask the run's own outcome; the lease expires by itself
+            pass
+        finally:
+            self._unlock_local()
+
+    def _release_remote(self, drop_table: bool) -> None:
+        if True:
             if drop_table:
                 try:
                     call(self.ddb, "delete_table", TableName=self.table)
@@ -178,8 +186,6 @@ class StackLock:
                 except Exception as e:  # noqa: BLE001
                     if error_code(e) not in ("ConditionalCheckFailedException", "ResourceNotFoundException"):
                         raise
-        finally:
-            self._unlock_local()
 
     def __enter__(self) -> "StackLock":
         return self.acquire()

@@ -78,12 +78,13 @@ class LaunchTemplateExecutor(Executor):
         except Exception as e:  # noqa: BLE001
             if "AlreadyExists" not in error_code(e):
                 raise
-            # our own create whose answer was lost: make it current
+            # our own create whose answer was lost: it was made, with its tags, in that one call. If
+            # it was made from other contents, the next plan sees that in its recorded tags.
             got = call(ec2, "describe_launch_templates", LaunchTemplateNames=[a.name])["LaunchTemplates"][0]
             have = {x["Key"]: x["Value"] for x in got.get("Tags", [])}
             if have.get("provision:stack") != rc.config.stack or have.get("provision:slug") != rc.config.slug:
                 raise fail(a, "a launch template of this name exists and is not this stack's") from None
-            self._new_version(rc, a, ec2, got["LaunchTemplateId"], gid)
+            rc.put(("lt-version", a.region, a.cluster), got.get("LatestVersionNumber", 1))
 
     def update(self, rc: RunContext, a: Action) -> None:
         ec2 = rc.clients.client("ec2", a.region)
