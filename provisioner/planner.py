@@ -86,6 +86,7 @@ def plan(desired: Iterable[Resource], live: Iterable[Resource], *, clusters: Ite
         if r.key in want:
             raise ValueError(f"two desired resources share the key {r.key}")
         want[r.key] = r
+    desired_regions = {k[1] for k in want}
     have: dict[tuple, list[Resource]] = {}
     for r in live:
         have.setdefault(r.key, []).append(r)
@@ -117,9 +118,11 @@ def plan(desired: Iterable[Resource], live: Iterable[Resource], *, clusters: Ite
                       else f"cluster '{keeper.cluster}' is no longer in the config" if gone
                       else "host no longer in the config" if spec.name in ("eip", "dns-record")
                       else "no longer in the config")
+            # a secret dropped from the config may go; anything of a cluster or region that goes is refused
+            region_gone = keeper.cluster is None and keeper.region not in desired_regions
             actions.append(Action("delete", spec.name, keeper.name, keeper.region, keeper.cluster,
                                   reason, {"id": [keeper.id, None]}, step=_delete_step(spec),
-                                  destructive=spec.destructive, live=keeper))
+                                  destructive=spec.destructive or gone or region_gone, live=keeper))
         elif d is not None and keeper is not None:
             changes = diff(d, keeper, spec)
             if not changes:
