@@ -59,7 +59,7 @@ DEFAULTS = {
     "owner_uid": 10001,
     "owner_gid": 10001,
     "start_command": None,  # argv run once the secrets are in place (docker compose up -d)
-    "poll_interval": 5.0,
+    "poll_interval": 2.0,
     "heartbeat_interval": 300.0,
     "launch_timeout": 7200.0,
     "health_check_grace": 300.0,
@@ -482,11 +482,13 @@ class Agent:
         if own:
             self.request = None
             return own
-        free = [a for a in addrs if not a.get("InstanceId") and not a.get("AssociationId")]
-        # Rendezvous order: agents booting together try different addresses first.
-        free.sort(key=lambda a: hashlib.sha256(
-            (self.instance_id + a["AllocationId"]).encode()).hexdigest())
-        for a in free:
+        for _ in range(3):  # a lost race: look again (the others' claims are visible now)
+            free = [a for a in addrs if not a.get("InstanceId") and not a.get("AssociationId")]
+            if not free:
+                break
+            # Rendezvous order: agents booting together try different addresses first.
+            a = min(free, key=lambda a: hashlib.sha256(
+                (self.instance_id + a["AllocationId"]).encode()).hexdigest())
             if a["Tags"].get(T_HOST):
                 self.set_host(a["Tags"][T_HOST])  # certificate in place before traffic comes
             try:
@@ -494,11 +496,13 @@ class Agent:
                                            InstanceId=self.instance_id, AllowReassociation=False)
             except ClientError as e:
                 LOG.info("lost the race for %s: %s", a.get("PublicIp"), e.response["Error"]["Code"])
+                addrs = self.addresses()
                 continue
             own = self.find_own_address()
             if own:
                 self._event(f"claimed free {own.get('PublicIp')}")
                 return own
+            addrs = self.addresses()
         self.request_handover(addrs)
         return None
 
@@ -711,7 +715,10 @@ class Agent:
                 self.step()
             except (ClientError, BotoCoreError, OSError, urllib.error.URLError) as e:
                 LOG.warning("step failed (retrying): %s", e)
-            self.stop.wait(self.cfg["poll_interval"])
+            poll = self.cfg["poll_interval"]
+            if self.exit_since is not None and self.address is not None:
+                poll = min(poll, 0.25)  # draining, waiting for a replacement: answer it quickly
+            self.stop.wait(poll)
 
 
 def main(argv=None) -> int:
