@@ -348,3 +348,67 @@ def test_reboot_that_never_comes_back_marks_unhealthy(aws, world_factory):
     wait_for(lambda: any(c.action == "SetInstanceHealth" for c in aws.calls), 15, what="SetInstanceHealth")
     assert "restarted while holding an address (reboot)" in [e for _, e in n.agent.events]
     assert not lifecycle(aws, "CompleteLifecycleAction", "provision-launch", "ABANDON")
+
+
+def test_shipped_agent_runs_as_a_process_from_the_rendered_user_data(aws, world_factory, tmp_path):
+    """The agent exactly as the user data ships it (docstrings stripped), started like systemd
+    starts it (`python3 agent.py --config FILE`), with only its local endpoints and paths moved."""
+    import json
+    import signal
+    import subprocess
+    import sys
+
+    import yaml
+
+    from userdata import UserDataContext, render_user_data
+    from tests.test_agent_world import CLUSTER, SLUG, STACK
+
+    w = world_factory(1, HOSTS8[:1])
+    n = w.nodes[w.group_instances()[0]]
+    n.stub.state = "ok"
+    text = render_user_data(UserDataContext(
+        slug=SLUG, stack=STACK, cluster=CLUSTER, region="us-east-1", image="img", api_name="test-model",
+        hf_token_secret=f"{SLUG}/{STACK}/{CLUSTER}/hf-token"))
+    files = {f["path"]: f["content"] for f in yaml.safe_load(text)["write_files"]}
+    agent = tmp_path / "agent.py"
+    agent.write_text(files["/opt/provision/agent.py"])
+    cfg = json.loads(files["/etc/provision/agent.json"])
+    local = {k: n.cfg[k] for k in ("imds_url", "llama_url", "secrets_dir", "tls_cert_file", "tls_key_file",
+                                   "host_file", "drain_file", "traefik_tls_file")}
+    cfg.update(local, start_command=None, drain_probe_url=None, poll_interval=0.2)
+    conf = tmp_path / "agent.json"
+    conf.write_text(json.dumps(cfg))
+    proc = subprocess.Popen([sys.executable, str(agent), "--config", str(conf)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_for(lambda: w.holders()[HOSTS8[0]] == n.instance_id, 60, what="the process claimed the address")
+        wait_for(lambda: n.instance_id in lifecycle(aws, "CompleteLifecycleAction", "provision-launch", "CONTINUE"),
+                 20, what="launch action completed")
+        assert w.tags(n.instance_id)["provision:phase"] == "ready"
+        assert open(n.cfg["secrets_dir"] + "/api-key").read() == API_KEY
+        assert w.imds.token_puts >= 1 and w.imds.unauthorized == 0  # IMDSv2, token on every GET
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out = proc.communicate(timeout=20)[0]
+    assert "claimed free" in out and "Traceback" not in out, out
+
+
+def test_imds_emulator_wants_a_token(aws, world_factory):
+    import urllib.error
+    import urllib.request
+
+    w = world_factory(1, [])
+    view = next(iter(w.nodes.values())).view
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(view.url + "/latest/meta-data/instance-id", timeout=5)
+    assert e.value.code == 401
+    req = urllib.request.Request(view.url + "/latest/api/token", method="PUT",
+                                 headers={"X-aws-ec2-metadata-token-ttl-seconds": "60"})
+    token = urllib.request.urlopen(req, timeout=5).read().decode()
+    get = urllib.request.Request(view.url + "/latest/meta-data/instance-id",
+                                 headers={"X-aws-ec2-metadata-token": token})
+    assert urllib.request.urlopen(get, timeout=5).read().decode() == view.instance_id
+    view.spot_notice(120)
+    get = urllib.request.Request(view.url + "/latest/meta-data/spot/instance-action",
+                                 headers={"X-aws-ec2-metadata-token": token})
+    assert '"action": "terminate"' in urllib.request.urlopen(get, timeout=5).read().decode()
