@@ -412,3 +412,53 @@ def test_imds_emulator_wants_a_token(aws, world_factory):
     get = urllib.request.Request(view.url + "/latest/meta-data/spot/instance-action",
                                  headers={"X-aws-ec2-metadata-token": token})
     assert '"action": "terminate"' in urllib.request.urlopen(get, timeout=5).read().decode()
+
+
+def test_contention_three_replacements_two_holders_at_risk(aws, world_factory):
+    """Two holders get rebalance recommendations while three ready replacements look for an
+    address: each address moves exactly once, to two different replacements; the third idles."""
+    w = world_factory(2, HOSTS8[:2])
+    holders = [w.nodes[i] for i in w.group_instances()]
+    for n in holders:
+        n.stub.state = "ok"
+        w.start(n)
+    wait_for(lambda: all(serving(w, n.instance_id) for n in holders), 30, what="holders serving")
+    spares = [w.launch() for _ in range(3)]
+    for n in spares:
+        n.stub.state = "ok"
+        w.start(n)
+    wait_for(lambda: all(w.tags(n.instance_id).get("provision:phase") == "ready" for n in spares), 30,
+             what="spares ready")
+    for n in holders:
+        n.view.rebalance_recommendation()
+    spare_ids = {n.instance_id for n in spares}
+    wait_for(lambda: set(w.holders().values()) <= spare_ids, 40, what="both addresses on replacements")
+    time.sleep(1.0)  # let any stray request play out
+    final = w.holders()
+    assert len(set(final.values())) == 2 and set(final.values()) <= spare_ids
+    moves = [c.params["InstanceId"] for c in aws.calls
+             if c.action == "AssociateAddress" and c.status == 200 and c.params.get("InstanceId") in spare_ids]
+    assert sorted(moves) == sorted(final.values()), moves  # each replacement got exactly one move
+    for n in holders:
+        assert os.path.exists(n.path("drain"))
+    idle = spare_ids - set(final.values())
+    assert len(idle) == 1 and w.tags(idle.pop())["provision:phase"] == "ready"
+
+
+def test_lost_answers_and_throttling_never_give_an_instance_two_addresses(aws, world_factory):
+    """AssociateAddress applied but answered 500 (boto3 retries: AlreadyAssociated to ourselves),
+    plus throttled reads: each agent still ends with exactly one address, all distinct."""
+    w = world_factory(4, HOSTS8[:4])
+    ids = w.group_instances()
+    aws.faults.lose_answer(1, action="AssociateAddress", n=2)
+    aws.faults.throttle_rate(0.2, seed=3, actions=["DescribeAddresses", "DescribeInstances", "CreateTags"])
+    for iid in ids:
+        w.nodes[iid].stub.state = "ok"
+        w.start(w.nodes[iid])
+    wait_for(lambda: all(serving(w, i) for i in ids), 60, what="4 agents serving")
+    aws.faults.clear()
+    assert sorted(h for h in w.holders().values()) == sorted(ids)
+    assert any(c.fault == "lose" for c in aws.calls)
+    for iid in ids:
+        held = w.ec2.describe_addresses(Filters=[{"Name": "instance-id", "Values": [iid]}])["Addresses"]
+        assert len(held) == 1, (iid, held)

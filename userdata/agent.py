@@ -483,6 +483,10 @@ class Agent:
             self.request = None
             return own
         for _ in range(3):  # a lost race: look again (the others' claims are visible now)
+            own = self.find_own_address(addrs)
+            if own:  # e.g. our association applied but its answer was lost: keep that one
+                self._event(f"claimed free {own.get('PublicIp')}")
+                return own
             free = [a for a in addrs if not a.get("InstanceId") and not a.get("AssociationId")]
             if not free:
                 break
@@ -526,8 +530,10 @@ class Agent:
         if self.request:
             holder, alloc, since = self.request
             h = insts.get(holder)
-            if h and h["Tags"].get(T_HANDOVER) == self.instance_id and now - since < self.cfg["request_timeout"]:
-                return  # still waiting for that holder
+            if h and h["Tags"].get(T_HANDOVER) == self.instance_id:
+                if now - since < self.cfg["request_timeout"]:
+                    return  # still waiting for that holder
+                self._tag(T_HANDOVER, None, holder)  # withdraw it: never two holders moving to us
             self.request = None
         ranked = []
         for a in held:
@@ -582,6 +588,15 @@ class Agent:
             return
         self._event(f"hand-over to {requester} ({risk or 'outdated'})")
         self.drain()
+        # Draining took a while: is the request still standing and the requester still without
+        # an address? (Associating a second address to it would silently take its first.)
+        if (self.my_tags().get(T_HANDOVER) != requester
+                or any(a.get("InstanceId") == requester for a in self.addresses())):
+            LOG.info("hand-over to %s withdrawn while draining", requester)
+            if risk not in EXIT_RISKS:
+                self.set_drain(False)
+                self.set_phase("ready")
+            return
         self.ec2.associate_address(AllocationId=self.address["AllocationId"], InstanceId=requester,
                                    AllowReassociation=True)
         self._event(f"address {self.address.get('PublicIp')} moved to {requester}")
