@@ -266,14 +266,14 @@ def test_rendered_files_are_what_the_instance_needs():
 
 
 def test_vendored_traefik_config_matches_the_containers():
-    """userdata/traefik/ ships with the provisioner; container/traefik/ is the tested original."""
+    """userdata/traefik*.yml ship with the provisioner; container/traefik/ is the tested original."""
     src = ROOT / "container" / "traefik"
     if not src.exists():
         pytest.fail("container/traefik is missing")
-    for ours, theirs in (("traefik.yml", "traefik.yml"), ("drain.yml", "drain.yml"),
-                         ("llama.yml", "dynamic/llama.yml")):
-        assert (ROOT / "userdata" / "traefik" / ours).read_text() == (src / theirs).read_text(), (
-            f"userdata/traefik/{ours} differs from container/traefik/{theirs}: copy it over")
+    for ours, theirs in (("traefik.yml", "traefik.yml"), ("traefik-drain.yml", "drain.yml"),
+                         ("traefik-llama.yml", "dynamic/llama.yml")):
+        assert (ROOT / "userdata" / ours).read_text() == (src / theirs).read_text(), (
+            f"userdata/{ours} differs from container/traefik/{theirs}: copy it over")
 
 
 def test_shellcheck_every_shell_script(tmp_path):

@@ -9,7 +9,7 @@
 
 It installs the SSH keys, writes the agent (agent.py, boto3 only) with its JSON config and systemd
 unit, the compose file (Traefik + the model container, restart policies) and Traefik's config
-(container/traefik, vendored in userdata/traefik/), checks docker and the NVIDIA runtime, then
+(container/traefik, vendored as userdata/traefik*.yml), checks docker and the NVIDIA runtime, then
 starts the agent, which fetches the secrets and starts compose. It holds secret NAMES, never a
 secret value: the agent reads the values from Secrets Manager into a tmpfs at boot.
 
@@ -159,7 +159,7 @@ def agent_config(ctx: UserDataContext) -> dict:
         "tls_cert_file": "/etc/traefik/certs/tls.crt", "tls_key_file": "/etc/traefik/certs/tls.key",
         "traefik_tls_file": "/etc/traefik/dynamic/provision-tls.yml",
         "drain_file": "/etc/traefik/dynamic/drain.yml",
-        "drain_on": _strip_yaml_comments(_text("traefik/drain.yml")),
+        "drain_on": _strip_yaml_comments(_text("traefik-drain.yml")),
         "drain_probe_url": "https://127.0.0.1/health",
         "owner_uid": CONTAINER_UID, "owner_gid": CONTAINER_UID,
         "start_command": ["docker", "compose", "-f", COMPOSE_FILE, "up", "-d", "--remove-orphans"],
@@ -229,8 +229,8 @@ def cloud_config(ctx: UserDataContext) -> dict:
         _file("/etc/systemd/system/provision-agent.service", _text("provision-agent.service")),
         _file("/opt/provision/preflight.sh", _strip_shell_comments(_text("preflight.sh")), "0755"),
         _file(COMPOSE_FILE, _dump(compose(ctx)), "0644"),
-        _file("/etc/traefik/traefik.yml", _strip_yaml_comments(_text("traefik/traefik.yml"))),
-        _file("/etc/traefik/dynamic/llama.yml", _strip_yaml_comments(_text("traefik/llama.yml"))),
+        _file("/etc/traefik/traefik.yml", _strip_yaml_comments(_text("traefik.yml"))),
+        _file("/etc/traefik/dynamic/llama.yml", _strip_yaml_comments(_text("traefik-llama.yml"))),
     ]
     doc["runcmd"] = [
         ["install", "-d", "-m", "0755", "-o", str(CONTAINER_UID), "-g", str(CONTAINER_UID), MODELS_DIR],
