@@ -170,8 +170,8 @@ def test_replacement_takes_over_from_an_older_launch_template_version(aws, world
     old.stub.state = "ok"
     w.start(old)
     wait_for(lambda: serving(w, old.instance_id), 30, what="holder serving")
-    w.ec2.create_launch_template_version(LaunchTemplateId=w.lt_id, LaunchTemplateData={
-        "ImageId": "ami-12c6146b", "InstanceType": "g5.2xlarge"})
+    w.ec2.create_launch_template_version(LaunchTemplateId=w.lt_id,
+                                         LaunchTemplateData=w.template_data("g5.2xlarge"))
     w.asg.update_auto_scaling_group(AutoScalingGroupName=ASG, LaunchTemplate={
         "LaunchTemplateId": w.lt_id, "Version": "2"})
     new = w.launch(version="2")

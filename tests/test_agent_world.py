@@ -91,7 +91,7 @@ class World:
         self.imds = ImdsEmulator().start()
         lt = self.ec2.create_launch_template(
             LaunchTemplateName=ASG,
-            LaunchTemplateData={"ImageId": "ami-12c6146b", "InstanceType": "g5.xlarge"})
+            LaunchTemplateData=self.template_data("g5.xlarge"))
         self.lt_id = lt["LaunchTemplate"]["LaunchTemplateId"]
         self.asg.create_auto_scaling_group(
             AutoScalingGroupName=ASG, MinSize=0, MaxSize=20, DesiredCapacity=instances,
@@ -116,6 +116,12 @@ class World:
             self.add_node(iid)
 
     # ---------------------------------------------------------------------------- aws side
+    @staticmethod
+    def template_data(instance_type: str) -> dict:
+        """Like the engine's launch template: instances carry the stack's tags from launch."""
+        return {"ImageId": "ami-12c6146b", "InstanceType": instance_type, "TagSpecifications": [
+            {"ResourceType": "instance", "Tags": [{"Key": k, "Value": v} for k, v in TAGS.items()]}]}
+
     def put_cert(self, cert_name: str, names: list[str], days: int = 90) -> dict:
         doc = make_cert(names, days)
         name = f"{SLUG}/{STACK}/tls/{cert_name}"

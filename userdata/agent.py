@@ -581,6 +581,7 @@ class Agent:
         r = self._instances([requester]).get(requester)
         ok = (r is not None and r["State"]["Name"] == "running"
               and r["Tags"].get(T_PHASE) == "ready"
+              and all(r["Tags"].get(f"provision:{k}") == self.cfg[k] for k in ("slug", "stack", "cluster"))
               and not self.find_own_address([a for a in self.addresses() if a.get("InstanceId") == requester]))
         if not may or not ok:
             LOG.info("hand-over request from %s refused (may=%s requester ok=%s)", requester, may, ok)
