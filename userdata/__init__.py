@@ -225,7 +225,7 @@ def cloud_config(ctx: UserDataContext) -> dict:
     doc["packages"] = ["python3-boto3"]
     doc["write_files"] = [
         _file(AGENT_PATH, agent_source(), "0755"),
-        _file(AGENT_CONFIG, json.dumps(agent_config(ctx), indent=1) + "\n", "0644"),
+        _file(AGENT_CONFIG, json.dumps(agent_config(ctx)) + "\n", "0644"),
         _file("/etc/systemd/system/provision-agent.service", _text("provision-agent.service")),
         _file("/opt/provision/preflight.sh", _strip_shell_comments(_text("preflight.sh")), "0755"),
         _file(COMPOSE_FILE, _dump(compose(ctx)), "0644"),

@@ -207,6 +207,21 @@ class Agent:
             raise RuntimeError("IMDS gave no instance-id or region")
         self._clients()
 
+    def learn_group(self) -> None:
+        """Group and cluster from our own tags (the rendered config names them too)."""
+        try:
+            tags = self.my_tags()
+        except (ClientError, BotoCoreError) as e:
+            LOG.warning("own tags not readable: %s", e)
+            return
+        group = tags.get("aws:autoscaling:groupName")
+        if group and group != self.cfg["asg_name"]:
+            LOG.warning("group from tags %s differs from the config's %s: using the tag", group, self.cfg["asg_name"])
+            self.cfg["asg_name"] = group
+        cluster = tags.get("provision:cluster")
+        if cluster and cluster != self.cfg["cluster"]:
+            LOG.warning("instance tag provision:cluster=%s but config says %s", cluster, self.cfg["cluster"])
+
     def _tag(self, key: str, value: str | None, resource: str | None = None) -> None:
         resource = resource or self.instance_id
         if value is None:
@@ -705,6 +720,7 @@ class Agent:
                 self.stop.wait(2)
         self.set_phase("booting")
         self.set_drain(False)
+        self.learn_group()
         while not self.stop.is_set():
             try:
                 self.fetch_secrets()
