@@ -21,7 +21,8 @@ REGIONS = ("us-east-1", "eu-west-1", "us-west-2")
 
 
 def config_text(n: int) -> str:
-    lines = ["stack:", "  domain-name: example.com", "  ami: ami-1e749f67", ""]
+    lines = ["stack:", "  domain-name: example.com", "  ami: ami-1e749f67",
+             "  image: ghcr.io/example/c3-llamacpp:b1", ""]
     for i in range(n):
         lines += [f"c{i:03d}:", f"  region: {REGIONS[i % len(REGIONS)]}", "  type: g5.xlarge",
                   "  hosts:", f"    - h{i:03d}.example.com", "  root_volume_gb: 100", "  model_config:",

@@ -343,12 +343,13 @@ def run_output(config: Config, opts: RunOptions, name: str | None) -> int:
     return 0
 
 
-def _not_yet(command: str, issue: str) -> int:
-    raise ProvisionError(
-        f"'provision {command}' is not available yet: it arrives with the {issue}.",
-        hint="'provision validate' and 'provision sandbox up|down|env' work now.",
-    )
-
-
 def run_userdata(config: Config, opts: RunOptions, cluster: str) -> int:
-    return _not_yet("userdata", "instance bootstrap (issue 7)")
+    from .desired import render_user_data
+
+    try:
+        c = config.cluster(cluster)
+    except KeyError:
+        raise ProvisionError(f"{config.path}: no cluster named '{cluster}'",
+                             hint="clusters: " + ", ".join(x.name for x in config.clusters)) from None
+    opts.echo(render_user_data(config, c).rstrip("\n"))
+    return 0

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from .actions import KNOWN_AFTER_APPLY, Resource
 from .config import Cluster, Config
+from .errors import ProvisionError
 
 TAG_SLUG = "provision:slug"
 TAG_STACK = "provision:stack"
@@ -73,21 +74,24 @@ def owned(config: Config, resource_tags: dict[str, str]) -> bool:
 
 
 def render_user_data(config: Config, cluster: Cluster) -> str:
-    """The user data of a cluster's launch template. Never contains a secret.
+    """The user data of a cluster's launch template (userdata/'s renderer). Never contains a secret."""
+    from userdata import UserDataContext, render_user_data as render
 
-    A plain placeholder until the bootstrap renderer (userdata/) lands: swap this one body.
-    """
-    lines = [
-        "#cloud-config",
-        f"# provision {config.slug}/{config.stack}/{cluster.name}: placeholder until the bootstrap lands",
-        f"# image: {config.settings.image or ''}",
-        f"# model: {json.dumps(cluster.model.container_env(), sort_keys=True)}",
-        f"# extra_args: {json.dumps(list(cluster.model.extra_args))}",
-    ]
-    if config.settings.ssh_keys:
-        lines.append("ssh_authorized_keys:")
-        lines.extend(f"  - {json.dumps(k)}" for k in config.settings.ssh_keys)
-    return "\n".join(lines) + "\n"
+    try:
+        return render(UserDataContext.from_config(config, cluster.name))
+    except ValueError as e:
+        raise ProvisionError(f"{config.path}: cluster {cluster.name}: {e}",
+                             hint="stack.image names the container image the instances run") from None
+
+
+def encode_user_data(config: Config, cluster: Cluster, text: str) -> str:
+    """base64(gzip(text)) for LaunchTemplateData.UserData."""
+    from userdata import encode_user_data as encode
+
+    try:
+        return encode(text)
+    except ValueError as e:
+        raise ProvisionError(f"{config.path}: cluster {cluster.name}: {e}") from None
 
 
 def sha(text: str, n: int = 16) -> str:
@@ -193,7 +197,7 @@ def desired_resources(config: Config, facts: Facts) -> list[Resource]:
             "instance_profile": role_name(config),
             "user_data_sha": sha(user_data),
         }, data={
-            "user_data": user_data,
+            "user_data": encode_user_data(config, c, user_data),
             "snapshot_gb": img.snapshot_gb,
             "model_gb": facts.model_gb.get(c.name),
             "model_ref": model_ref(c),

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+import gzip
 import json
 
 import boto3
@@ -51,7 +52,7 @@ def test_apply_from_nothing_then_noop(aws, fast, tmp_path):
     # (moto also echoes the template's own tag specification into its data)
     assert {"instance", "volume"} <= {s["ResourceType"] for s in lt["TagSpecifications"]}
     assert "KeyName" not in lt
-    ud = base64.b64decode(lt["UserData"]).decode()
+    ud = gzip.decompress(base64.b64decode(lt["UserData"])).decode()
     assert ud.startswith("#cloud-config")
 
     # the group: mixed instances, on-demand base, capacity rebalance, desired = min = hosts, max = +1

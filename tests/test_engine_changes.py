@@ -89,7 +89,9 @@ CHANGES = [
     ("ssh cidrs", mutate_ssh, [("update", "security-group", "c3-llamacpp-dev", ("ingress",)),
                                ("update", "security-group", "c3-llamacpp-dev", ("ingress",))]),
     ("on-demand base", mutate_on_demand, [("update", "asg", A, ("on_demand_base",))]),
-    ("launch timeout", mutate_launch_timeout, [("update", "asg", B, ("hooks",))]),
+    # the launch timeout is the launch hook's heartbeat timeout and the agent's (in the user data)
+    ("launch timeout", mutate_launch_timeout, [("update", "asg", B, ("hooks", "launch_template_version")),
+                                               ("update", "launch-template", B, ("user_data_sha",))]),
     ("add cluster", mutate_add_cluster, [("create", "asg", "c3-llamacpp-dev-gamma", ()),
                                          ("create", "eip", "g1.example.com", ()),
                                          ("create", "launch-template", "c3-llamacpp-dev-gamma", ())]),

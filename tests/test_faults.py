@@ -19,7 +19,7 @@ HOSTS = {"us-east-1": ["a1.example.com", "a2.example.com"], "eu-west-1": ["b1.ex
 
 
 def doc():
-    return {"stack": {"domain-name": "example.com", "ami": "ami-1e749f67"},
+    return {"stack": {"domain-name": "example.com", "ami": "ami-1e749f67", "image": "ghcr.io/example/c3-llamacpp:b1"},
             "alpha": cluster("us-east-1", HOSTS["us-east-1"]),
             "beta": cluster("eu-west-1", HOSTS["eu-west-1"], model_config={
                 "api_name": "m", "model_repo": "o/r", "model_pattern": "*.gguf", "model_file": "m.gguf",

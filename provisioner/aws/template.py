@@ -4,7 +4,6 @@ volumes. What it was built from (AMI source, snapshot and model sizes, ...) is r
 `provision:lt:*` tags, which discovery reads back: no per-template call is needed to plan."""
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 
@@ -37,7 +36,7 @@ def template_data(rc: RunContext, a: Action, group_id: str) -> dict:
         }],
         "MetadataOptions": {"HttpTokens": "required", "HttpPutResponseHopLimit": 1, "HttpEndpoint": "enabled",
                             "InstanceMetadataTags": "enabled"},
-        "UserData": base64.b64encode(a.desired.data["user_data"].encode()).decode(),
+        "UserData": a.desired.data["user_data"],  # base64(gzip(text)), see desired.encode_user_data
         "TagSpecifications": [tag_spec("instance", t), tag_spec("volume", t)],
     }
 
