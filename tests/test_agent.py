@@ -281,6 +281,22 @@ def test_phases_heartbeats_while_downloading_then_ready(aws, world_factory):
     assert n.stub.completions >= 1  # readiness came from a chat completion, not /health alone
 
 
+def test_start_command_runs_at_boot_and_again_while_nothing_listens(aws, world_factory, tmp_path):
+    marker = tmp_path / "starts"
+    w = world_factory(1, HOSTS8[:1], restart_interval=0.5,
+                      start_command=["sh", "-c", f"echo up >> {marker}"])
+    n = w.nodes[w.group_instances()[0]]
+    w.start(n)  # the stub stays "down": as if the image pull failed
+    wait_for(lambda: marker.exists() and len(marker.read_text().split()) >= 3, 10, what="re-runs")
+    n.stub.state = "ok"
+    wait_for(lambda: serving(w, n.instance_id), 10, what="serving")
+    runs = len(marker.read_text().split())
+    time.sleep(1.0)
+    assert len(marker.read_text().split()) == runs  # serving: no more starts
+    # the secrets were in place before the first start
+    assert os.path.exists(n.path("secrets", "api-key"))
+
+
 def test_launch_timeout_abandons(aws, world_factory):
     w = world_factory(1, HOSTS8[:1], launch_timeout=1.0)
     n = w.nodes[w.group_instances()[0]]

@@ -59,6 +59,7 @@ DEFAULTS = {
     "owner_uid": 10001,
     "owner_gid": 10001,
     "start_command": None,  # argv run once the secrets are in place (docker compose up -d)
+    "restart_interval": 120.0,  # re-run start_command this often while nothing listens yet
     "poll_interval": 2.0,
     "heartbeat_interval": 300.0,
     "launch_timeout": 7200.0,
@@ -176,7 +177,7 @@ class Agent:
         self.ready_once = False  # llama answered and we hold an address since this boot
         self.launch_done = False
         self.started = time.monotonic()
-        self.last_heartbeat = self.last_cert_poll = 0.0
+        self.last_heartbeat = self.last_cert_poll = self.last_start = 0.0
         self.cert_version = None
         self.unhealthy_since = None
         self.marked_unhealthy = False
@@ -659,6 +660,8 @@ class Agent:
         if not self.ready_once:
             if state != "ok":
                 self.set_phase("downloading" if state == "downloading" else "loading")
+                if state == "downloading" and now - self.last_start >= self.cfg["restart_interval"]:
+                    self.start_services()
             else:
                 self.set_phase("ready")
                 self.address = self.try_claim()
@@ -704,6 +707,14 @@ class Agent:
         elif now - self.unhealthy_since > self.cfg["unhealthy_after"] and not self.marked_unhealthy:
             self.mark_unhealthy()
 
+    def start_services(self) -> None:
+        """docker compose up -d (idempotent): at boot, and again while nothing listens yet
+        (an image pull that failed, say)."""
+        self.last_start = time.monotonic()
+        if self.cfg.get("start_command"):
+            r = subprocess.run(self.cfg["start_command"], check=False)
+            self._event(f"start command exited {r.returncode}")
+
     def mark_unhealthy(self) -> None:
         self.asg.set_instance_health(InstanceId=self.instance_id, HealthStatus="Unhealthy",
                                      ShouldRespectGracePeriod=False)
@@ -737,8 +748,7 @@ class Agent:
                 self.stop.wait(5)
         if self.rebooted:
             self._event("restarted while holding an address (reboot)")
-        if self.cfg.get("start_command"):
-            subprocess.run(self.cfg["start_command"], check=False)
+        self.start_services()
 
     def run(self) -> None:
         self.boot()
