@@ -164,7 +164,6 @@ def agent_config(ctx: UserDataContext) -> dict:
         "owner_uid": CONTAINER_UID, "owner_gid": CONTAINER_UID,
         "start_command": ["docker", "compose", "-f", COMPOSE_FILE, "up", "-d", "--remove-orphans"],
         "launch_timeout": ctx.launch_timeout, "unhealthy_after": ctx.health_check_grace,
-        "health_check_grace": ctx.health_check_grace,
         "drain_timeout": ctx.drain_timeout, "handover_wait": ctx.handover_wait,
     }
 

@@ -63,7 +63,6 @@ DEFAULTS = {
     "poll_interval": 2.0,
     "heartbeat_interval": 300.0,
     "launch_timeout": 7200.0,
-    "health_check_grace": 300.0,
     "unhealthy_after": 300.0,  # seconds of failed checks after ready before SetInstanceHealth
     "cert_poll_interval": 3600.0,
     "drain_probe_url": None,  # the front (Traefik): draining once it answers 503 here
