@@ -135,6 +135,15 @@ def test_replacement_takes_over_from_an_interrupted_instance(aws, world_factory)
     assert w.tags(old.instance_id)["provision:at-risk"] == "interruption"
 
 
+def test_replacement_takes_over_from_a_terminating_instance_then_it_completes(aws, world_factory):
+    w = world_factory(1, HOSTS8[:1])
+    old, new = _handover(aws, w, lambda n: n.view.terminate())  # the terminate lifecycle hook
+    assert w.tags(old.instance_id)["provision:at-risk"] == "terminating"
+    wait_for(lambda: old.instance_id in lifecycle(aws, "CompleteLifecycleAction", "provision-terminate", "CONTINUE"),
+             10, what="terminate action completed")
+    assert not [c for c in aws.calls if c.action == "DisassociateAddress"]  # moved, not dropped
+
+
 def test_replacement_takes_over_from_one_with_a_rebalance_recommendation(aws, world_factory):
     w = world_factory(1, HOSTS8[:1])
     (host,) = w.alloc
