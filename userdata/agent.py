@@ -19,6 +19,7 @@ import hashlib
 import json
 import logging
 import os
+import signal
 import ssl
 import subprocess
 import sys
@@ -768,7 +769,9 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stdout,
                         format="%(asctime)s %(levelname)s %(message)s")
-    Agent(args.config).run()
+    agent = Agent(args.config)
+    signal.signal(signal.SIGTERM, lambda *_: agent.stop.set())  # systemd stop: end the loop
+    agent.run()
     return 0
 
 
