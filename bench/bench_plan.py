@@ -52,7 +52,7 @@ def main() -> int:
             p.write_text(config_text(n))
             cfg = load_config(p, env={})
             t0 = time.monotonic()
-            run_apply(cfg, RunOptions(state_dir=d / "state", yes=True, echo=lambda m: None, err=lambda m: None))
+            run_apply(cfg, RunOptions(state_dir=d / "state", yes=True, providers=[], echo=lambda m: None, err=lambda m: None))
             t_apply = time.monotonic() - t0
             clients = Clients()
             eng = Engine(cfg, clients)

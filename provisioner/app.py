@@ -35,6 +35,7 @@ class RunOptions:
     confirm: Callable[[str], bool] = field(default=lambda prompt: False)
     workers: int = 8  # parallel scopes (regions, clusters) in apply/destroy
     wait_timeout: float = 900.0  # seconds a wait (group deletion, address release) may last
+    providers: list | None = None  # None: DNS + certificates; a list replaces them ([]: AWS alone)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -75,8 +76,14 @@ def _engine(config: Config, opts: RunOptions, extra_regions=()):
 
 
 def _providers(config: Config, opts: RunOptions) -> list:
-    """Other providers that plug into plan/apply (the DNS kind joins here)."""
-    return []
+    """The providers beside AWS that plug into plan/apply: DNS records (Cloudflare) and TLS
+    certificates. `opts.providers` (a list) replaces them, e.g. [] for AWS alone."""
+    if opts.providers is not None:
+        return list(opts.providers)
+    from .certs.provider import CertificateProvider
+    from .dns import DnsProvider
+
+    return [DnsProvider(adopt=opts.adopt_dns), CertificateProvider()]
 
 
 def _known_regions(config: Config, opts: RunOptions, engine) -> set[str]:
@@ -263,6 +270,10 @@ def run_status(config: Config, opts: RunOptions) -> int:
 
     engine = _engine(config, opts)
     inv = engine.discover(with_instances=True)
+    dns: dict[str, list] = {}
+    for p in engine.providers:
+        if hasattr(p, "host_records"):
+            dns = p.host_records(config)
     rows = []
     for c in config.clusters:
         ri = inv.regions.get(c.region)
@@ -281,7 +292,7 @@ def run_status(config: Config, opts: RunOptions) -> int:
                 "instance": iid,
                 "market": ("spot" if inst.get("InstanceLifecycle") == "spot" else "on-demand") if inst else None,
                 "az": inst.get("Placement", {}).get("AvailabilityZone") if inst else None,
-                "dns": None,
+                "dns": ", ".join(r.content for r in dns.get(h.lower(), [])) or None,
                 "phase": t.get("provision:phase") if inst else None,
                 "health": health.get(iid or "", {}).get("HealthStatus") if iid else None,
             })

@@ -59,6 +59,7 @@ class Captured:
 def options(state_dir: Path, **kw) -> tuple[RunOptions, Captured]:
     cap = Captured()
     kw.setdefault("yes", True)
+    kw.setdefault("providers", [])  # AWS alone; tests/test_engine_dns.py adds the DNS provider
     opts = RunOptions(state_dir=state_dir, echo=cap.out.append, err=cap.err.append, **kw)
     opts.wait_timeout = kw.get("wait_timeout", 30)
     return opts, cap

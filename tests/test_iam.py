@@ -12,8 +12,7 @@ import pytest
 
 from provisioner.app import run_apply, run_destroy
 from provisioner.aws import executors
-from provisioner.aws.policy import AGENT_CALLS, agent_policy, canonical, policy_actions, render_operator_policy
-from provisioner.lock import PERMISSIONS as LOCK_PERMISSIONS
+from provisioner.aws.policy import AGENT_CALLS, all_permissions, agent_policy, canonical, policy_actions, render_operator_policy
 from tests.test_engine_changes import free_addresses_of_terminated
 from tests.test_engine_common import fast, options, two_region_doc, write_config  # noqa: F401
 
@@ -21,11 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def declared() -> set[str]:
-    out = set(executors.DISCOVERY_PERMISSIONS) | set(LOCK_PERMISSIONS)
-    for ex in executors.EXECUTORS.values():
-        for perms in ex.permissions.values():
-            out |= set(perms)
-    return out
+    return all_permissions()
 
 
 def test_every_executor_declares_each_operation():

@@ -78,16 +78,31 @@ def policy_actions(doc: dict) -> set[str]:
     return out
 
 
-def operator_policy() -> dict:
-    """The operator's policy: exactly the union of every declared permission."""
+def all_permissions() -> set[str]:
+    """Every IAM action any executor or discovery declares, the other providers' included."""
     from . import executors
     from .. import lock
+    from ..certs.provider import CertificateProvider
+    from ..dns.provider import DnsExecutor
+
     actions: set[str] = set(executors.DISCOVERY_PERMISSIONS) | set(lock.PERMISSIONS)
     for ex in executors.EXECUTORS.values():
         for perms in ex.permissions.values():
             actions.update(perms)
+    certs = CertificateProvider()
+    actions.update(getattr(certs, "discovery_permissions", ()))
+    for kind in certs.kinds:
+        for perms in certs.executor(kind).permissions.values():
+            actions.update(perms)
+    for perms in DnsExecutor.permissions.values():
+        actions.update(perms)
+    return actions
+
+
+def operator_policy() -> dict:
+    """The operator's policy: exactly the union of every declared permission."""
     by_service: dict[str, list[str]] = {}
-    for a in sorted(actions):
+    for a in sorted(all_permissions()):
         by_service.setdefault(a.split(":")[0], []).append(a)
     return {
         "Version": "2012-10-17",
