@@ -104,11 +104,16 @@ def _show_plan(config: Config, opts: RunOptions, actions) -> None:
         opts.echo(render_text(actions, config.stack))
 
 
-def _save(config: Config, opts: RunOptions, engine, regions: set[str]) -> None:
-    """Refresh the state cache from a fresh discovery (reads only; no secrets)."""
+def _save(config: Config, opts: RunOptions, engine, regions: set[str], lock=None) -> None:
+    """Refresh the state cache from a fresh discovery (reads only; no secrets). A region no longer
+    in the config where nothing of the stack is left is forgotten (the lock table's record too)."""
     from .state import save_state
 
     inv = engine.discover()
+    empty = {r for r in regions - set(config.regions) if r in inv.regions and not inv.regions[r].resources}
+    if empty and lock is not None:
+        lock.forget_regions(empty)
+        regions = regions - empty
     outputs = _outputs_from(config, inv)
     save_state(opts.state_dir, config.stack, {
         "stack": config.stack, "slug": config.slug, "regions": sorted(regions),
@@ -173,7 +178,7 @@ def run_apply(config: Config, opts: RunOptions) -> int:
                 opts.echo(json.dumps({"stack": config.stack, "actions": []}))
             else:
                 opts.echo(f"No changes. Stack '{config.stack}' matches its configuration.")
-            _save(config, opts, engine, regions)
+            _save(config, opts, engine, regions, lock)
             return 0
         if opts.output != "json":
             _show_plan(config, opts, plan.actions)
@@ -186,7 +191,7 @@ def run_apply(config: Config, opts: RunOptions) -> int:
             opts.echo(json.dumps({"stack": config.stack,
                                   "actions": [dict(r.action.to_json(), result=r.result,
                                                    **({"error": r.error} if r.error else {})) for r in results]}))
-        _save(config, opts, engine, regions)
+        _save(config, opts, engine, regions, lock)
         if failure:
             raise ProvisionError(failure)
         if opts.output != "json":
@@ -251,7 +256,7 @@ def run_reconcile(config: Config, opts: RunOptions) -> int:
 
         results, failure = _execute(engine, plan, opts,
                                     skip=lambda a: a.destructive and not opts.allow_delete, on_result=line)
-        _save(config, opts, engine, regions)
+        _save(config, opts, engine, regions, lock)
         if failure:
             raise ProvisionError(failure)
         refused = [r for r in results if r.result == "refused"]

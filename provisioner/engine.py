@@ -81,6 +81,7 @@ class Engine:
         self.progress = progress
         self.wait_timeout = wait_timeout
         self.providers = list(providers)
+        self.stop = threading.Event()  # set on Ctrl-C: scopes stop between actions
 
     # ---- discovery
     def regions(self) -> list[str]:
@@ -177,6 +178,9 @@ class Engine:
         def run_scope(actions: list[Action]) -> None:
             failed = False
             for a in actions:
+                if self.stop.is_set():
+                    record(Result(a, "skipped", "interrupted"))
+                    continue
                 if skip(a):
                     record(Result(a, "refused"))
                     continue
@@ -197,17 +201,25 @@ class Engine:
                 self.progress(f"{a.op} {a.kind} {a.name} ({a.region}): done in {time.monotonic() - t0:.1f}s")
                 record(Result(a, "ok"))
 
-        for phase in phases(plan.actions):
-            groups: dict[tuple, list[Action]] = {}
-            for a in phase:
-                groups.setdefault(a.scope, []).append(a)
-            if len(groups) == 1 or self.workers == 1:
-                for g in groups.values():
-                    run_scope(g)
-            else:
-                with ThreadPoolExecutor(max_workers=min(self.workers, len(groups))) as pool:
-                    for f in [pool.submit(run_scope, g) for g in groups.values()]:
-                        f.result()
+        try:
+            for phase in phases(plan.actions):
+                groups: dict[tuple, list[Action]] = {}
+                for a in phase:
+                    groups.setdefault(a.scope, []).append(a)
+                if len(groups) == 1 or self.workers == 1:
+                    for g in groups.values():
+                        run_scope(g)
+                else:
+                    pool = ThreadPoolExecutor(max_workers=min(self.workers, len(groups)))
+                    try:
+                        for f in [pool.submit(run_scope, g) for g in groups.values()]:
+                            f.result()
+                    finally:
+                        pool.shutdown(wait=True, cancel_futures=True)
+        except KeyboardInterrupt:
+            # Ctrl-C: every scope stops after the call it is in; the next run converges
+            self.stop.set()
+            raise
         return results
 
 

@@ -219,3 +219,56 @@ def test_new_ami_release_or_hub_outage_changes_no_plan(aws, fast, tmp_path, monk
     acts = json.loads(cap.stdout)["actions"]
     lt = [a for a in acts if a["kind"] == "launch-template"]
     assert lt and all(a["changes"]["image_id"][1] == new_ami for a in lt)
+
+
+def test_a_region_left_empty_is_forgotten_and_a_removed_one_still_found(applied, aws, tmp_path):
+    from provisioner.aws.clients import Clients
+    from provisioner.lock import known_regions
+    cfg0 = write_config(tmp_path, applied)
+    assert known_regions(Clients(), cfg0) == {"us-east-1", "eu-west-1"}
+    # the state file is gone and beta's region left the config: the lock table's record still
+    # tells where beta's resources are, so plan finds and deletes them
+    (tmp_path / "state" / "dev.json").unlink()
+    doc = copy.deepcopy(applied)
+    del doc["beta"]
+    cfg = write_config(tmp_path, doc)
+    acts = plan_of(cfg, tmp_path / "state")
+    assert {(a["op"], a["region"]) for a in acts} == {("delete", "eu-west-1")}
+    opts, _ = options(tmp_path / "state")
+    assert run_apply(cfg, opts) == 0
+    assert known_regions(Clients(), cfg) == {"us-east-1"}
+    assert plan_of(cfg, tmp_path / "state") == []
+
+
+def test_disk_sized_from_the_hub_and_a_hub_outage_changes_nothing(aws, fast, tmp_path, monkeypatch):
+    """The model's size comes from the Hub (our Hub emulator, over HTTP); it is recorded on the
+    launch template, so with the Hub down the plan is still empty."""
+    from tests.container.hub import HubEmulator
+    big = tmp_path / "big.gguf"
+    with open(big, "wb") as f:
+        f.truncate(250 * 10**9)  # sparse: 250 GB on paper, nothing on disk
+    hub = HubEmulator().start()
+    hub.add_repo("org/big-GGUF", {"big-Q4_0.gguf": big, "README.md": "# big\n"}, sha256s={"big-Q4_0.gguf": "0" * 64})
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setenv("HF_ENDPOINT", hub.url)
+    monkeypatch.setenv("PROVISION_HUB_TIMEOUT", "3")
+    doc = two_region_doc()
+    del doc["beta"]["root_volume_gb"]
+    doc["beta"]["model_config"].update(model_repo="org/big-GGUF", model_pattern="*Q4_0.gguf", model_file="big-Q4_0.gguf")
+    cfg = write_config(tmp_path, doc)
+    try:
+        opts, _ = options(tmp_path / "state")
+        assert run_apply(cfg, opts) == 0
+        assert any("/api/models/org/big-GGUF" in r.path for r in hub.requests)
+    finally:
+        hub.close()
+    ec2 = boto3.client("ec2", region_name="eu-west-1")
+    data = ec2.describe_launch_template_versions(LaunchTemplateName=B, Versions=["$Latest"])[
+        "LaunchTemplateVersions"][0]["LaunchTemplateData"]
+    snap = [b for b in ec2.describe_images(ImageIds=["ami-1e749f67"])["Images"][0]["BlockDeviceMappings"]
+            if "Ebs" in b][0]["Ebs"]["VolumeSize"]
+    assert data["BlockDeviceMappings"][0]["Ebs"]["VolumeSize"] == snap + 20 + 275
+    # the Hub is gone now: nothing changes, and it is not even asked
+    n = len(hub.requests)
+    assert plan_of(cfg, tmp_path / "state") == []
+    assert len(hub.requests) == n

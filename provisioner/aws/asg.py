@@ -35,7 +35,7 @@ def template_version(rc: RunContext, a: Action) -> str:
     ec2 = rc.clients.client("ec2", a.region)
     got = call(ec2, "describe_launch_templates", LaunchTemplateNames=[a.desired.attrs["launch_template"]],
                after_create=True)["LaunchTemplates"]
-    return str(got[0]["LatestVersionNumber"])
+    return str(got[0]["DefaultVersionNumber"])
 
 
 def mixed_policy(rc: RunContext, a: Action) -> dict:

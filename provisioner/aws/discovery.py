@@ -121,10 +121,10 @@ def discover_region(clients: Clients, config: Config, region: str, *, with_insta
                                              "iops", "security_group_id", "instance_profile", "user_data_sha")}
             inv.resources.append(Resource("launch-template", lt["LaunchTemplateName"], region, cl,
                                           id=lt["LaunchTemplateId"], attrs=attrs,
-                                          data={"latest_version": lt.get("LatestVersionNumber")}))
+                                          data={"default_version": lt.get("DefaultVersionNumber")}))
             if cl:
                 inv.lt_recorded[cl] = rec
-                inv.lt_versions[cl] = lt.get("LatestVersionNumber")
+                inv.lt_versions[cl] = lt.get("DefaultVersionNumber")  # ours; a hand-made version is not
 
         if with_instances:
             for r in paginate(ec2, "describe_instances", "Reservations", Filters=filters + [

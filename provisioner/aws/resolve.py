@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 from ..config import Cluster, Config
-from ..desired import ImageFacts, ami_source, model_ref
+from ..desired import FALLBACK_MODEL_GB as FALLBACK, ImageFacts, ami_source, model_ref
 from ..errors import CloudError
 from .clients import Clients
 from .retry import call
@@ -86,18 +86,37 @@ def model_sizes(clusters: list[Cluster], recorded: dict[str, dict],
 
 
 def _hub_size(c: Cluster, warn: Callable[[str], None]) -> float | None:
+    """Sum of the sizes of the files matching model_pattern, from the Hub's model API
+    (HF_ENDPOINT and HF_HUB_OFFLINE are huggingface_hub's own variables, read at call time)."""
+    import json
+    import urllib.parse
+    import urllib.request
+
     m = c.model
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        warn(f"cluster {c.name}: HF_HUB_OFFLINE is set; sizing the disk for a {FALLBACK} GB model "
+             "(set root_volume_gb to choose)")
+        return None
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+    url = f"{endpoint}/api/models/{urllib.parse.quote(m.model_repo, safe='/')}?blobs=true"
+    headers = {"User-Agent": "provision"}
+    token = m.hf_token.reveal() if m.hf_token else os.environ.get("HF_TOKEN")
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
     try:
-        from huggingface_hub import HfApi
-        token = m.hf_token.reveal() if m.hf_token else None
-        info = HfApi().model_info(m.model_repo, files_metadata=True, token=token, timeout=HUB_TIMEOUT)
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=HUB_TIMEOUT) as r:
+            info = json.loads(r.read())
         patterns = [p.strip() for p in m.model_pattern.split(",") if p.strip()] or [m.model_file]
-        total = sum((s.size or 0) for s in (info.siblings or [])
-                    if any(fnmatch.fnmatch(s.rfilename, p) or fnmatch.fnmatch(os.path.basename(s.rfilename), p)
-                           for p in patterns))
+        total = 0
+        for s in info.get("siblings") or []:
+            name = s.get("rfilename", "")
+            if any(fnmatch.fnmatch(name, p) or fnmatch.fnmatch(os.path.basename(name), p) for p in patterns):
+                total += int(s.get("size") or (s.get("lfs") or {}).get("size") or 0)
         if total:
             return total / 1e9
+        warn(f"cluster {c.name}: no file of {m.model_repo} matches {m.model_pattern!r} on the Hub; "
+             f"sizing the disk for a {FALLBACK} GB model")
     except Exception as e:  # noqa: BLE001 - the Hub being down must not stop a plan
         warn(f"cluster {c.name}: cannot read the model size of {m.model_repo} from the Hub "
-             f"({type(e).__name__}); sizing the disk for a {100} GB model (set root_volume_gb to choose)")
+             f"({type(e).__name__}); sizing the disk for a {FALLBACK} GB model (set root_volume_gb to choose)")
     return None

@@ -83,7 +83,7 @@ class LaunchTemplateExecutor(Executor):
             have = {x["Key"]: x["Value"] for x in got.get("Tags", [])}
             if have.get("provision:stack") != rc.config.stack or have.get("provision:slug") != rc.config.slug:
                 raise fail(a, "a launch template of this name exists and is not this stack's") from None
-            rc.put(("lt-version", a.region, a.cluster), got.get("LatestVersionNumber", 1))
+            rc.put(("lt-version", a.region, a.cluster), got.get("DefaultVersionNumber", 1))
 
     def update(self, rc: RunContext, a: Action) -> None:
         ec2 = rc.clients.client("ec2", a.region)
