@@ -145,6 +145,9 @@ def test_throttle_a_third_of_all_calls(setup, aws, tmp_path):
     opts, _ = options(tmp_path / "t")
     assert run_apply(cfg, opts) == 0
     assert sum(1 for c in aws.calls if c.fault == "throttle") > 5
+    opts, _ = options(tmp_path / "t", detailed_exitcode=True)
+    assert run_plan(cfg, opts) == 0  # still throttled: the plan is read under the same policy
+    aws.faults.clear()
     assert inventory() == expected
     opts, _ = options(tmp_path / "t", detailed_exitcode=True)
     assert run_plan(cfg, opts) == 0
