@@ -39,7 +39,9 @@ def test_apply_from_nothing_then_noop(aws, fast, tmp_path):
     assert alloc and all("TagSpecification.1.ResourceType" in c.params for c in alloc)
     assert not [c for c in aws.calls if c.action == "CreateTags" and c.params.get("ResourceId.1", "").startswith("eipalloc")]
 
-    # launch template: gp3 on the AMI's root device, throughput + IOPS, IMDSv2 hop 1, profile, tags
+    # launch template: gp3 on the AMI's root device, throughput + IOPS, IMDSv2 hop 1, profile, tags.
+    # moto does not apply a template's IMDS settings to the instances it launches: we check the
+    # template we sent (what AWS applies to every instance of the group).
     lt = ec2.describe_launch_template_versions(LaunchTemplateName=f"{P}-alpha", Versions=["$Latest"])[
         "LaunchTemplateVersions"][0]["LaunchTemplateData"]
     root = ec2.describe_images(ImageIds=[AMI])["Images"][0]["RootDeviceName"]
