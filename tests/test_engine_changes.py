@@ -272,3 +272,21 @@ def test_disk_sized_from_the_hub_and_a_hub_outage_changes_nothing(aws, fast, tmp
     n = len(hub.requests)
     assert plan_of(cfg, tmp_path / "state") == []
     assert len(hub.requests) == n
+
+
+@pytest.mark.xfail(reason="moto 5.2: CreateLaunchTemplateVersion keeps UserData as a plain str, so launching "
+                          "from version >= 2 hits an AssertionError inside moto (HTTP 500); passes once the "
+                          "emulator wraps it (see the engine report)", strict=False)
+def test_scale_up_after_a_new_template_version(applied, aws, tmp_path):
+    doc = copy.deepcopy(applied)
+    mutate_model(doc)
+    cfg = write_config(tmp_path, doc)
+    opts, _ = options(tmp_path / "state")
+    assert run_apply(cfg, opts) == 0
+    doc["beta"]["hosts"].append("b2.example.com")
+    cfg = write_config(tmp_path, doc)
+    opts, _ = options(tmp_path / "state")
+    assert run_apply(cfg, opts) == 0
+    g = boto3.client("autoscaling", region_name="eu-west-1").describe_auto_scaling_groups(
+        AutoScalingGroupNames=[B])["AutoScalingGroups"][0]
+    assert g["DesiredCapacity"] == 2 and len(g["Instances"]) == 2
