@@ -151,3 +151,34 @@ def test_throttle_a_third_of_all_calls(setup, aws, tmp_path):
     assert inventory() == expected
     opts, _ = options(tmp_path / "t", detailed_exitcode=True)
     assert run_plan(cfg, opts) == 0
+
+
+@pytest.mark.timeout(900)
+def test_destroy_interrupted_at_every_kth_call_then_completes(setup, aws, tmp_path):
+    """destroy is interrupt-safe too: cut at each of its mutating calls, the next destroy finishes
+    and leaves nothing of the stack (DNS aside: AWS only here)."""
+    from provisioner.app import run_destroy
+    cfg, _n, _expected = setup
+    fresh(aws)
+    opts, _ = options(tmp_path / "d0")
+    assert run_apply(cfg, opts) == 0
+    aws.clear_calls()
+    opts, _ = options(tmp_path / "d0")
+    assert run_destroy(cfg, opts) == 0
+    n = sum(1 for c in aws.calls if c.mutating)
+    assert inventory() == {}
+    for k in range(1, n + 1):
+        fresh(aws)
+        opts, _ = options(tmp_path / f"d{k}")
+        assert run_apply(cfg, opts) == 0
+        aws.faults.fail_mutating(k, n=10_000)
+        opts, _ = options(tmp_path / f"d{k}")
+        try:
+            run_destroy(cfg, opts)
+        except ProvisionError:
+            pass
+        aws.faults.clear()
+        drop_lease()
+        opts, _ = options(tmp_path / f"d{k}")
+        assert run_destroy(cfg, opts) == 0
+        assert inventory() == {}, k

@@ -63,7 +63,9 @@ class RoleExecutor(Executor):
     def delete(self, rc: RunContext, a: Action) -> None:
         iam = self._iam(rc)
         gone = {"NoSuchEntity"}
-        _ignore(gone, call, iam, "remove_role_from_instance_profile", InstanceProfileName=a.name, RoleName=a.name)
+        if a.live is None or a.live.attrs.get("instance_profile"):  # only when the profile holds the role
+            _ignore(gone, call, iam, "remove_role_from_instance_profile", InstanceProfileName=a.name,
+                    RoleName=a.name)
         _ignore(gone, call, iam, "delete_instance_profile", InstanceProfileName=a.name, draining=True)
         _ignore(gone, call, iam, "delete_role_policy", RoleName=a.name, PolicyName=POLICY_NAME)
         _ignore(gone, call, iam, "delete_role", RoleName=a.name, draining=True)
