@@ -6,7 +6,6 @@ import copy
 import json
 
 import boto3
-import pytest
 
 from provisioner.app import run_apply, run_destroy, run_plan, run_reconcile, run_status
 from provisioner.dns import DnsProvider

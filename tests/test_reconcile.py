@@ -11,7 +11,6 @@ import pytest
 from provisioner.app import run_plan, run_reconcile
 from provisioner.app import run_apply
 from tests.test_engine_common import fast, options, two_region_doc, write_config  # noqa: F401
-from tests.test_engine_changes import free_addresses_of_terminated  # noqa: F401
 
 A = "c3-llamacpp-dev-alpha"
 
