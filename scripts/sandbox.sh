@@ -8,19 +8,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 config="${1:-examples/dev.asg.yaml}"
 
-log() { printf '==> %s\n' "$*" >&2; }
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
 
-if ! command -v pebble >/dev/null 2>&1 && [ ! -x /usr/bin/pebble ]; then
-  log "apt-get install pebble (local ACME server)"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends pebble >/dev/null
-fi
-if ! python3 -c 'import provisioner, moto' >/dev/null 2>&1 \
-   || [ "$(python3 -c 'import provisioner, os; print(os.path.dirname(os.path.dirname(provisioner.__file__)))' 2>/dev/null)" != "$PWD" ]; then
-  log "pip install -e .[sandbox]"
-  python3 -m pip install -q --disable-pip-version-check -e ".[sandbox]"
-fi
+apt_install pebble          # the local ACME server
+pip_install sandbox moto
 
 export HF_TOKEN="${HF_TOKEN:-hf_sandbox_token}"
 log "provision validate $config"

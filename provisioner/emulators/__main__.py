@@ -22,7 +22,7 @@ from .cloudflare import DEFAULT_TOKEN, CloudflareEmulator
 def _start(factory, port: int):
     try:
         return factory(port).start()
-    except OSError:  # preferred port taken
+    except (OSError, SystemExit):  # preferred port taken (werkzeug says so and exits)
         return factory(0).start()
 
 

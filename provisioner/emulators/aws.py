@@ -479,8 +479,32 @@ def _reset_moto_in_process() -> None:
     moto_api_backend.reset()
 
 
+def _patch_moto_launch_template_user_data() -> None:
+    """moto 5.2 keeps a CreateLaunchTemplateVersion's UserData as a plain str, and then fails an
+    assertion (HTTP 500) when an instance launches from version 2 or later. AWS stores it as given
+    (base64): wrap it the way moto's CreateLaunchTemplate path does. Idempotent."""
+    try:
+        from moto.core.types import Base64EncodedString
+        from moto.ec2.models.launch_templates import LaunchTemplateVersion
+        from moto.ec2.utils import parse_user_data
+    except ImportError:  # another moto: nothing to patch
+        return
+    if getattr(LaunchTemplateVersion, "_provision_patched", False):
+        return
+
+    def user_data(self):  # type: ignore[no-untyped-def]
+        value = self.data.get("UserData")
+        if value is not None and not isinstance(value, Base64EncodedString):
+            value = self.data["UserData"] = parse_user_data(value)
+        return value
+
+    LaunchTemplateVersion.user_data = property(user_data)
+    LaunchTemplateVersion._provision_patched = True
+
+
 def make_app() -> FaultLayer:
     from moto.server import DomainDispatcherApplication, create_backend_app
+    _patch_moto_launch_template_user_data()
     return FaultLayer(DomainDispatcherApplication(create_backend_app), _reset_moto_in_process)
 
 
