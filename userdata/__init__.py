@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ast
 import base64
+import functools
 import gzip
 import json
 import re
@@ -133,6 +134,7 @@ def _drop_docstrings(tree: ast.AST) -> ast.AST:
     return tree
 
 
+@functools.lru_cache(maxsize=1)
 def agent_source() -> str:
     """agent.py as shipped: the same program without docstrings and comments (an ast round trip),
     which keeps the user data of the largest config under EC2's 16 KB."""
