@@ -6,6 +6,8 @@ ProvisionError (exit 1); nothing here calls sys.exit.
 """
 from __future__ import annotations
 
+import contextlib
+
 import json
 import time
 from dataclasses import dataclass, field
@@ -73,6 +75,24 @@ def _engine(config: Config, opts: RunOptions, extra_regions=()):
     return Engine(config, Clients(opts.profile), workers=opts.workers, refresh_ami=opts.refresh_ami,
                   extra_regions=extra_regions, progress=opts.err, wait_timeout=opts.wait_timeout,
                   providers=_providers(config, opts))
+
+
+@contextlib.contextmanager
+def _locked_run(config: Config, opts: RunOptions):
+    """An engine under the stack's lock, looking at every region the stack has used.
+
+    Yields (engine, lock, regions); the lock is released on the way out (after a destroy has set
+    `lock.drop_table`, with its table)."""
+    from .lock import StackLock
+
+    engine = _engine(config, opts)
+    lock = StackLock(engine.clients, config, opts.state_dir).acquire()
+    try:
+        regions = _known_regions(config, opts, engine) | set(config.regions)
+        engine.extra_regions = regions
+        yield engine, lock, regions
+    finally:
+        lock.release()
 
 
 def _providers(config: Config, opts: RunOptions) -> list:
@@ -164,14 +184,8 @@ def run_plan(config: Config, opts: RunOptions) -> int:
 
 @_aws_errors
 def run_apply(config: Config, opts: RunOptions) -> int:
-    from .lock import StackLock
-
     _need_consent(opts, "apply")
-    engine = _engine(config, opts)
-    lock = StackLock(engine.clients, config, opts.state_dir).acquire()
-    try:
-        regions = _known_regions(config, opts, engine) | set(config.regions)
-        engine.extra_regions = regions
+    with _locked_run(config, opts) as (engine, lock, regions):
         plan = engine.plan()
         if not plan.actions:
             if opts.output == "json":
@@ -201,21 +215,14 @@ def run_apply(config: Config, opts: RunOptions) -> int:
             done = {"create": "created", "update": "updated", "replace": "replaced", "delete": "deleted"}
             opts.echo("Apply complete: " + ", ".join(f"{n} {done[op]}" for op, n in sorted(counts.items())) + ".")
         return 0
-    finally:
-        lock.release()
 
 
 @_aws_errors
 def run_destroy(config: Config, opts: RunOptions) -> int:
-    from .lock import StackLock
     from .state import remove_state
 
     _need_consent(opts, "destroy")
-    engine = _engine(config, opts)
-    lock = StackLock(engine.clients, config, opts.state_dir).acquire()
-    done = False
-    try:
-        engine.extra_regions = _known_regions(config, opts, engine) | set(config.regions)
+    with _locked_run(config, opts) as (engine, lock, _):
         plan = engine.plan(destroy=True)
         if plan.actions:
             _show_plan(config, opts, plan.actions)
@@ -226,23 +233,15 @@ def run_destroy(config: Config, opts: RunOptions) -> int:
             results, failure = _execute(engine, plan, opts)
             if failure:
                 raise ProvisionError(failure)
-        done = True
+        lock.drop_table = True
         remove_state(opts.state_dir, config.stack)
         opts.echo(f"Stack '{config.stack}' destroyed: nothing left.")
         return 0
-    finally:
-        lock.release(drop_table=done)
 
 
 @_aws_errors
 def run_reconcile(config: Config, opts: RunOptions) -> int:
-    from .lock import StackLock
-
-    engine = _engine(config, opts)
-    lock = StackLock(engine.clients, config, opts.state_dir).acquire()
-    try:
-        regions = _known_regions(config, opts, engine) | set(config.regions)
-        engine.extra_regions = regions
+    with _locked_run(config, opts) as (engine, lock, regions):
         plan = engine.plan()
         if not plan.actions:
             return 0
@@ -265,8 +264,6 @@ def run_reconcile(config: Config, opts: RunOptions) -> int:
                      "run 'provision reconcile FILE --allow-delete' or 'provision apply' to remove them.")
             return 2
         return 0
-    finally:
-        lock.release()
 
 
 @_aws_errors

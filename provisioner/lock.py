@@ -54,6 +54,7 @@ class StackLock:
         self._fd: int | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.drop_table = False  # set once the stack is destroyed: release() removes the table too
         self.lost: str | None = None
 
     @property
@@ -159,7 +160,8 @@ class StackLock:
         self._thread.start()
         return self
 
-    def release(self, *, drop_table: bool = False) -> None:
+    def release(self, *, drop_table: bool | None = None) -> None:
+        drop_table = self.drop_table if drop_table is None else drop_table
         self._stop.set()
         if self._thread:
             self._thread.join(timeout=5)
