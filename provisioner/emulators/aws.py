@@ -30,6 +30,8 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterable
 
+from ._server import BackgroundServer
+
 MUTATING_EXEMPT_PREFIXES = ("Describe", "List", "Get")
 CONTROL_PREFIX = "/_provision/"
 DEFAULT_ACCOUNT = "123456789012"
@@ -508,7 +510,7 @@ def make_app() -> FaultLayer:
     return FaultLayer(DomainDispatcherApplication(create_backend_app), _reset_moto_in_process)
 
 
-class AwsEmulator:
+class AwsEmulator(BackgroundServer):
     """moto server + our fault layer, on 127.0.0.1 in a background thread of this process."""
 
     def __init__(self, port: int = 0, host: str = "127.0.0.1"):
@@ -539,14 +541,6 @@ class AwsEmulator:
         """Run in the calling thread (for the sandbox process)."""
         self._make_server()
         self._server.serve_forever()
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-        self._server = self._thread = None
 
     @property
     def url(self) -> str:

@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from ._server import BackgroundServer
+
 API_PREFIX = "/client/v4"
 CONTROL_PREFIX = "/_provision/"
 DEFAULT_TOKEN = "sandbox-cloudflare-token"
@@ -447,7 +449,7 @@ class _Handler(BaseHTTPRequestHandler):
         raise ApiError(404, 0, f"no control endpoint {method} /{path}")
 
 
-class CloudflareEmulator:
+class CloudflareEmulator(BackgroundServer):
     """The emulator on 127.0.0.1 in a background thread of this process."""
 
     def __init__(self, port: int = 0, token: str = DEFAULT_TOKEN, host: str = "127.0.0.1"):
@@ -469,14 +471,6 @@ class CloudflareEmulator:
                                         daemon=True)
         self._thread.start()
         return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-        self._server = self._thread = None
 
     @property
     def url(self) -> str:
