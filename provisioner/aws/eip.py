@@ -19,6 +19,11 @@ from .retry import call, error_code, is_transient, retrying
 QUOTA = "'EC2-VPC Elastic IPs' (L-0263D0A3, default 5 per region)"
 
 
+def public_ip_key(region: str, host: str) -> tuple[str, str, str]:
+    """Where a run keeps the public IP of an address it allocated (the DNS record needs it)."""
+    return ("eip-public-ip", region, host)
+
+
 class AddressExecutor(Executor):
     kind = "eip"
     permissions = {
@@ -43,11 +48,14 @@ class AddressExecutor(Executor):
         first = True
         for attempt in retrying():
             with attempt:
-                if not first and self._find(rc, ec2, a.name):
-                    return  # the lost answer's address is there: no duplicate
+                found = None if first else self._find(rc, ec2, a.name)
+                if found:  # the lost answer's address is there: no duplicate
+                    rc.put(public_ip_key(a.region, a.name), found.get("PublicIp"))
+                    return
                 first = False
                 try:
-                    ec2.allocate_address(Domain="vpc", TagSpecifications=[tag_spec("elastic-ip", t)])
+                    got = ec2.allocate_address(Domain="vpc", TagSpecifications=[tag_spec("elastic-ip", t)])
+                    rc.put(public_ip_key(a.region, a.name), got.get("PublicIp"))
                     return
                 except Exception as e:  # noqa: BLE001
                     if error_code(e) == "AddressLimitExceeded":

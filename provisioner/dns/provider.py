@@ -140,8 +140,12 @@ class DnsExecutor:
         want = a.desired.attrs["content"] if a.desired else KNOWN_AFTER_APPLY
         if want != KNOWN_AFTER_APPLY:
             return want
+        from ..aws.eip import public_ip_key
         from ..aws.retry import call
         from ..desired import TAG_HOST, TAG_SLUG, TAG_STACK
+        allocated = rc.get(public_ip_key(a.region, a.name))
+        if allocated:  # allocated earlier in this run: no need to ask EC2 again
+            return allocated
         ec2 = rc.clients.client("ec2", a.region)
         got = call(ec2, "describe_addresses", Filters=[
             {"Name": f"tag:{TAG_SLUG}", "Values": [rc.config.slug]},
